@@ -1,0 +1,249 @@
+"""Session config: which device sits on which chair, which signals to use, synchrony settings.
+
+A session TOML (reference in ``docs/configuration.md``)::
+
+    [session]
+    room = "room-2"
+    signals = ["ecg", "eda"]
+
+    [therapist.ecg]
+    device = "polar_h10"          # built-in device config name, or a .toml path
+    source_id = "polar-A1B2C3"    # exact LSL source_id (see `dyadsync streams`) ...
+    [therapist.eda]
+    device = "empatica_e4"
+    name = "E4_Gsr_A01*"          # ... or a glob on the stream name
+    # [client.ecg], [client.eda] likewise
+
+    [synchrony]                   # passed to the server; these four are validated here
+    window_s = 30.0
+    lag_s = 5.0
+    step_s = 1.0
+    grid_hz = 4.0
+
+Everything is validated before anything starts, so a bad file never starts half a session:
+every :class:`ConfigError` names the file, the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from dsp.exceptions import ConfigError
+from dsp.types import Role, SignalKind
+from streamer.devices import DeviceConfig, builtin_device_configs, device_config_by_name
+from streamer.tomlconfig import Section, read_toml
+
+# Defaults for live synchrony: window 30 s, lag +-5 s, step 1 s are the typical live EDA/HR
+# settings (Boker et al. 2002 windowed cross-correlation; rMEA defaults, Kleinbub &
+# Ramseyer 2021); 4 Hz is the conventional HR/EDA resampling grid (Task Force of the ESC &
+# NASPE 1996 recommends >= 4 Hz for resampled RR series).
+DEFAULT_SYNCHRONY: Mapping[str, float] = MappingProxyType(
+    {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0, "grid_hz": 4.0}
+)
+SIMULATOR_DEVICE = "dyadsync_simulator"
+_SIMULATOR_PREFIX = "dyadsync-sim"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SensorSource:
+    """Where one person's signal comes from: a device config plus how to find the stream.
+
+    ``source_id`` (exact) wins over ``name_pattern`` (glob on the stream name); with
+    neither, any stream of the device that declares this role in ``desc/dyadsync/role``
+    (the simulator does) is accepted.
+    """
+
+    role: Role
+    signal: SignalKind
+    device: DeviceConfig
+    source_id: str | None = None
+    name_pattern: str | None = None
+
+    def describe(self) -> str:
+        """How the stream is searched for, for messages (no physiological data)."""
+        if self.source_id is not None:
+            how = f"source_id={self.source_id!r}"
+        elif self.name_pattern is not None:
+            how = f"name matching {self.name_pattern!r}"
+        else:
+            how = f"desc role {self.role.value!r}"
+        return f"{self.role.value} {self.signal.value}: device {self.device.name!r}, {how}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionConfig:
+    """A validated session: room, signals, one :class:`SensorSource` per role and signal."""
+
+    room: str
+    signals: tuple[SignalKind, ...]
+    sensors: tuple[SensorSource, ...]
+    synchrony: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_SYNCHRONY)
+    source: str = "<inline>"
+
+    def sensor(self, role: Role, signal: SignalKind) -> SensorSource:
+        for sensor in self.sensors:
+            if sensor.role is role and sensor.signal is signal:
+                return sensor
+        raise KeyError(f"session has no {role.value} {signal.value} sensor")
+
+
+def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    window_s = section.number(
+        "window_s", default=DEFAULT_SYNCHRONY["window_s"], minimum=0.0, exclusive_minimum=True
+    )
+    lag_s = section.number("lag_s", default=DEFAULT_SYNCHRONY["lag_s"], minimum=0.0)
+    if lag_s >= window_s:
+        raise section.error(
+            "lag_s", f"value {lag_s!r} must be smaller than window_s = {window_s!r}"
+        )
+    values: dict[str, Any] = {
+        "window_s": window_s,
+        "lag_s": lag_s,
+        "step_s": section.number(
+            "step_s", default=DEFAULT_SYNCHRONY["step_s"], minimum=0.0, exclusive_minimum=True
+        ),
+        "grid_hz": section.number(
+            "grid_hz", default=DEFAULT_SYNCHRONY["grid_hz"], minimum=0.0, exclusive_minimum=True
+        ),
+    }
+    # Further settings belong to the server's estimators: passed on as given (scalars only,
+    # so the mapping stays immutable), validated there.
+    for key, value in raw.items():
+        if key in values:
+            continue
+        if not isinstance(value, str | int | float | bool):
+            raise section.error(
+                key, f"value {value!r} is not allowed; allowed: a number, string or boolean"
+            )
+        values[key] = value
+    return MappingProxyType(values)
+
+
+def _sensor(
+    section: Section, raw: Mapping[str, Any], role: Role, signal: SignalKind, base_dir: Path | None
+) -> SensorSource:
+    device_ref = section.string("device")
+    try:
+        device = device_config_by_name(device_ref, base_dir=base_dir)
+        device.spec(signal)
+    except ConfigError as exc:
+        raise section.error("device", str(exc)) from None
+    source_id = section.string("source_id") if "source_id" in raw else None
+    name_pattern = section.string("name") if "name" in raw else None
+    section.reject_unknown()
+    return SensorSource(
+        role=role, signal=signal, device=device, source_id=source_id, name_pattern=name_pattern
+    )
+
+
+def parse_session(
+    data: Mapping[str, Any], *, source: str = "<inline>", base_dir: Path | None = None
+) -> SessionConfig:
+    """Validate parsed TOML into a :class:`SessionConfig`; device paths resolve against
+    ``base_dir``."""
+    top = Section(data, source=source, prefix="")
+    head = top.table("session")
+    head_raw = data.get("session", {})
+    room = head.string("room", default="room")
+    signal_names = (
+        head_raw.get("signals", [kind.value for kind in SignalKind])
+        if isinstance(head_raw, Mapping)
+        else None
+    )
+    allowed = [kind.value for kind in SignalKind]
+    if (
+        not isinstance(signal_names, list)
+        or not signal_names
+        or any(name not in allowed for name in signal_names)
+        or len(set(signal_names)) != len(signal_names)
+    ):
+        raise head.error(
+            "signals",
+            f"value {signal_names!r} is not allowed; allowed: a non-empty list of distinct "
+            f"values from {', '.join(allowed)}",
+        )
+    for key in head_raw:
+        if key not in ("room", "signals"):
+            raise head.error(key, "unknown key; allowed keys here: room, signals")
+    signals = tuple(SignalKind(name) for name in signal_names)
+
+    sensors: list[SensorSource] = []
+    for role in Role:
+        role_raw = data.get(role.value, {})
+        role_section = top.table(role.value)
+        for signal in SignalKind:
+            present = isinstance(role_raw, Mapping) and signal.value in role_raw
+            if signal in signals and not present:
+                raise role_section.error(
+                    signal.value,
+                    f"is required because session.signals includes {signal.value!r}: add "
+                    f"[{role.value}.{signal.value}] with device and source_id or name",
+                )
+            if present and signal not in signals:
+                raise role_section.error(
+                    signal.value,
+                    f"is configured but session.signals = {signal_names!r} does not include "
+                    f"{signal.value!r}; add it there or remove this table",
+                )
+            if present:
+                sensor_raw = role_raw[signal.value]
+                sensors.append(
+                    _sensor(role_section.table(signal.value), sensor_raw, role, signal, base_dir)
+                )
+        role_section.reject_unknown()
+
+    _reject_shared_source_ids(sensors, source)
+    synchrony = _synchrony(top.table("synchrony"), data.get("synchrony", {}))
+    top.reject_unknown()
+    return SessionConfig(
+        room=room, signals=signals, sensors=tuple(sensors), synchrony=synchrony, source=source
+    )
+
+
+def _reject_shared_source_ids(sensors: list[SensorSource], source: str) -> None:
+    """One stream cannot sit on both chairs (it may carry two signals of one person)."""
+    owner: dict[str, SensorSource] = {}
+    for sensor in sensors:
+        if sensor.source_id is None:
+            continue
+        first = owner.setdefault(sensor.source_id, sensor)
+        if first.role is not sensor.role:
+            raise ConfigError(
+                f"value {sensor.source_id!r} is also the source_id of "
+                f"{first.role.value}.{first.signal.value}; allowed: one stream per person",
+                path=source,
+                key=f"{sensor.role.value}.{sensor.signal.value}.source_id",
+            )
+
+
+def load_session(path: str | Path) -> SessionConfig:
+    """Load and validate a session TOML file (device configs included)."""
+    path = Path(path)
+    return parse_session(read_toml(path), source=str(path), base_dir=path.parent)
+
+
+def simulator_session(prefix: str = _SIMULATOR_PREFIX) -> SessionConfig:
+    """The session of ``dyadsync demo``: the simulator's four streams (source_id
+    ``<prefix>-<role>-<signal>``) with default synchrony settings."""
+    device = builtin_device_configs()[SIMULATOR_DEVICE]
+    sensors = tuple(
+        SensorSource(
+            role=role,
+            signal=signal,
+            device=device,
+            source_id=f"{prefix}-{role.value}-{signal.value}",
+        )
+        for role in Role
+        for signal in SignalKind
+    )
+    return SessionConfig(
+        room="demo",
+        signals=tuple(SignalKind),
+        sensors=sensors,
+        synchrony=DEFAULT_SYNCHRONY,
+        source="<simulator>",
+    )
