@@ -21,6 +21,7 @@ Outside episodes the two people's arousal is independent (decoupled).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ class Episode:
     def __post_init__(self) -> None:
         if not self.end_s > self.start_s >= 0:
             raise ConfigError(
-                f"episode needs 0 <= start_s < end_s, got start_s={self.start_s}, end_s={self.end_s}",
+                "episode needs 0 <= start_s < end_s, "
+                f"got start_s={self.start_s}, end_s={self.end_s}",
                 key="episode",
             )
         if not -1.0 <= self.coupling <= 1.0:
@@ -87,9 +89,11 @@ class Scenario:
 
     def __post_init__(self) -> None:
         if self.duration_s <= 0:
-            raise ConfigError(f"duration_s {self.duration_s} must be > 0", key="scenario.duration_s")
+            raise ConfigError(
+                f"duration_s {self.duration_s} must be > 0", key="scenario.duration_s"
+            )
         ordered = sorted(self.episodes, key=lambda e: e.start_s)
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             if after.start_s < before.end_s:
                 raise ConfigError(
                     f"episodes overlap: one ends at {before.end_s} s, the next starts at "
@@ -105,7 +109,10 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario TOML; errors name the file, key, bad value and what is allowed."""
+    """Read and validate a scenario TOML.
+
+    Errors name the file, the key, the bad value and what is allowed.
+    """
     return scenario_from_mapping(read_toml(path), source=str(path))
 
 

@@ -115,7 +115,10 @@ class DyadSimulator:
         return {f"{c.role.value}-{c.signal.value}": c.sent for c in self._channels}
 
     def start(self) -> None:
-        rates = {SignalKind.ECG: self._scenario.ecg_rate_hz, SignalKind.EDA: self._scenario.eda_rate_hz}
+        rates = {
+            SignalKind.ECG: self._scenario.ecg_rate_hz,
+            SignalKind.EDA: self._scenario.eda_rate_hz,
+        }
         for role in Role:
             for signal in self._signals:
                 info = _stream_info(self._prefix, role, signal, rates[signal])
@@ -141,9 +144,8 @@ class DyadSimulator:
         if pass_index not in self._passes:
             signals = synthesize(self._scenario, pass_index=pass_index)
             self._passes = {
-                pass_index: {
-                    (r, SignalKind.ECG): signals.ecg_mv[r] for r in Role
-                } | {(r, SignalKind.EDA): signals.eda_us[r] for r in Role}
+                pass_index: {(r, SignalKind.ECG): signals.ecg_mv[r] for r in Role}
+                | {(r, SignalKind.EDA): signals.eda_us[r] for r in Role}
             }
         return self._passes[pass_index][(role, signal)]
 

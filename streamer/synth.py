@@ -224,7 +224,9 @@ def _skin_conductance(
     amplitudes = np.where(fired, rng.lognormal(np.log(0.15), 0.5, t.size), 0.0)
     kernel_t = np.arange(int(20 * LATENT_HZ)) / LATENT_HZ
     latency_s, rise_tau_s, decay_tau_s = 1.5, 0.75, 4.0
-    shape = np.exp(-(kernel_t - latency_s) / decay_tau_s) - np.exp(-(kernel_t - latency_s) / rise_tau_s)
+    shape = np.exp(-(kernel_t - latency_s) / decay_tau_s) - np.exp(
+        -(kernel_t - latency_s) / rise_tau_s
+    )
     shape = np.where(kernel_t >= latency_s, shape, 0.0)
     shape /= shape.max()
     phasic = np.convolve(amplitudes, shape)[: t.size]

@@ -82,7 +82,11 @@ class Section:
     ) -> float:
         """A finite number within [minimum, maximum]; without ``default`` the key is required."""
         value = self._get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise self.error(name, f"must be a finite number, got {value!r}")
         low_bad = minimum is not None and (
             value <= minimum if exclusive_minimum else value < minimum
@@ -136,5 +140,3 @@ class Section:
             raise self.error(
                 unknown[0], f"unknown key; allowed keys here: {', '.join(sorted(self._seen))}"
             )
-
-

@@ -1,0 +1,99 @@
+"""Fan-out of protocol messages to many consumers without ever waiting on the slowest.
+
+Each consumer (websocket client, MQTT bridge, recorder) gets its own bounded
+:class:`ConsumerQueue`. Publishing is synchronous and O(consumers): it never awaits. When
+a queue is full, the oldest *droppable* message (the high-rate ``physio`` batches) goes
+first; ``sync``/``episode``/``status`` messages are only dropped when a consumer is so far
+behind that even those overflow. Every drop is counted and reported in ``health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from server.protocol import Message
+
+# High-rate messages a slow client can lose without losing meaning (the next batch
+# supersedes them); everything else is an event a client must see if at all possible.
+DROPPABLE_TYPES = frozenset({"physio", "health"})
+
+
+class ConsumerQueue:
+    """Bounded per-consumer queue with a drop-oldest-droppable policy."""
+
+    __slots__ = (
+        "_droppable",
+        "_droppable_max",
+        "_events",
+        "_events_max",
+        "_wakeup",
+        "dropped",
+        "name",
+    )
+
+    def __init__(self, *, name: str, max_droppable: int = 256, max_events: int = 1024) -> None:
+        self.name = name
+        self._droppable: deque[tuple[int, Message]] = deque()
+        self._events: deque[tuple[int, Message]] = deque()
+        self._droppable_max = max_droppable
+        self._events_max = max_events
+        self._wakeup = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._droppable) + len(self._events)
+
+    def put(self, sequence: int, message: Message) -> None:
+        """Never blocks; drops the oldest message of the same class when full."""
+        if message.get("type") in DROPPABLE_TYPES:
+            target, limit = self._droppable, self._droppable_max
+        else:
+            target, limit = self._events, self._events_max
+        if len(target) >= limit:
+            target.popleft()
+            self.dropped += 1
+        target.append((sequence, message))
+        self._wakeup.set()
+
+    async def get(self) -> Message:
+        """The oldest queued message across both classes, preserving publish order."""
+        while not self._droppable and not self._events:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if not self._events or (self._droppable and self._droppable[0][0] < self._events[0][0]):
+            return self._droppable.popleft()[1]
+        return self._events.popleft()[1]
+
+
+class Hub:
+    """Publishes each message to every subscribed consumer queue."""
+
+    __slots__ = ("_consumers", "_sequence", "published")
+
+    def __init__(self) -> None:
+        self._consumers: dict[str, ConsumerQueue] = {}
+        self._sequence = 0
+        self.published = 0
+
+    def subscribe(self, name: str, **limits: int) -> ConsumerQueue:
+        queue = ConsumerQueue(name=name, **limits)
+        self._consumers[name] = queue
+        return queue
+
+    def unsubscribe(self, queue: ConsumerQueue) -> None:
+        self._consumers.pop(queue.name, None)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self._consumers)
+
+    @property
+    def dropped(self) -> int:
+        return sum(queue.dropped for queue in self._consumers.values())
+
+    def publish(self, message: Message) -> None:
+        self._sequence += 1
+        self.published += 1
+        for queue in self._consumers.values():
+            queue.put(self._sequence, message)
