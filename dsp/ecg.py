@@ -1,0 +1,572 @@
+"""Causal QRS filtering and a streaming R-peak detector (Pan-Tompkins family).
+
+Pipeline per continuous segment (Pan & Tompkins 1985, IEEE TBME 32(3):230-236):
+
+1. causal Butterworth band-pass 5-15 Hz (the QRS energy band), state carried across chunks;
+2. first difference (slope) and squaring;
+3. moving-window integration over 150 ms (``lfilter`` with carried state);
+4. candidate peaks: local maxima of the integrated signal that dominate +-``lookahead_s``;
+5. adaptive signal/noise peak levels and threshold, 200 ms refractory period, T-wave
+   discrimination by slope within 360 ms, search-back at half threshold when no beat came for
+   1.66 mean RR intervals;
+6. the R peak is located on the raw signal (largest deviation from the local median, so
+   either polarity works) in a short window before the integrated-energy peak, which
+   compensates the filter and integration delay and keeps the timing error small.
+
+Every decision is a function of the samples up to a fixed index after the candidate
+(``lookahead_s`` for ordinary beats, the search-back deadline for recovered beats), and
+events are processed in sample order, so the output is identical whatever the chunking.
+
+Garbage input: non-finite samples and timestamp gaps longer than ``max_gap_intervals``
+nominal sample intervals end the current segment; the detector restarts (with a new
+learning phase) at the next finite sample. Non-increasing or non-finite timestamps raise
+:class:`~dsp.exceptions.SignalError` (the streamer must deliver dejittered, increasing LSL
+timestamps).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage, signal
+
+from dsp.exceptions import ConfigError, SignalError
+from dsp.filters import StreamingSosFilter, butter_sos
+from dsp.sliding_buffer import SlidingBuffer
+from dsp.types import BoolArray, FloatArray, IntArray
+
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 5000.0
+
+_ROW_T, _ROW_X, _ROW_SLOPE, _ROW_ENERGY = 0, 1, 2, 3
+_N_ROWS = 4
+_BLOCK_S = 4.0  # longest piece processed at once (bounds the work arrays)
+
+# Peaks found during one push: (r_index, r_time_s, delay_s).
+_Found = list[tuple[int, float, float]]
+
+
+def _require(condition: bool, key: str, value: object, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}", key=key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RPeakConfig:
+    """Parameters of :class:`RPeakDetector` (defaults after Pan & Tompkins 1985)."""
+
+    band_hz: tuple[float, float] = (5.0, 15.0)
+    """QRS energy band: Pan & Tompkins 1985 use a 5-15 Hz band-pass."""
+    filter_order: int = 2
+    """Butterworth order per band edge (4 poles in total); low order keeps the group delay short."""
+    integration_s: float = 0.150
+    """Moving-window integration length, about the widest normal QRS (Pan & Tompkins 1985)."""
+    lookahead_s: float = 0.150
+    """A candidate must dominate the integrated signal this long on each side; this is the
+    detection delay after the energy peak for ordinary beats."""
+    refractory_s: float = 0.200
+    """No second QRS within 200 ms (physiological refractory period, Pan & Tompkins 1985)."""
+    twave_s: float = 0.360
+    """Candidates within 360 ms of a beat with < half its slope are T waves (Pan-Tompkins 1985)."""
+    twave_slope_ratio: float = 0.5
+    learning_s: float = 2.0
+    """Learning phase that initialises the signal/noise levels (Pan & Tompkins 1985: 2 s)."""
+    searchback_rr_factor: float = 1.66
+    """Search back for a missed beat after 1.66 mean RR intervals (Pan & Tompkins 1985)."""
+    searchback_max_s: float = 2.0
+    """Cap on the search-back interval; bounds the detection delay of recovered beats."""
+    r_search_s: tuple[float, float] = (0.250, 0.050)
+    """The R peak is searched on the raw signal from this long before to this long before the
+    integrated-energy peak (the energy peak trails the R peak by about half the integration
+    window plus the band-pass group delay)."""
+    min_qrs_mv: float = 0.05
+    """Smallest band-passed QRS amplitude accepted as a beat; ECG QRS complexes are >= ~0.3 mV,
+    so this only rejects flat lines and electrode noise."""
+    max_gap_intervals: float = 3.0
+    """A timestamp step longer than this many nominal sample intervals is a gap (segment break)."""
+
+    def __post_init__(self) -> None:
+        low_hz, high_hz = self.band_hz
+        _require(0.0 < low_hz < high_hz, "band_hz", self.band_hz, "need 0 < low < high (Hz)")
+        _require(1 <= self.filter_order <= 6, "filter_order", self.filter_order, "1..6")
+        positive = {
+            "integration_s": self.integration_s,
+            "lookahead_s": self.lookahead_s,
+            "refractory_s": self.refractory_s,
+            "learning_s": self.learning_s,
+            "searchback_max_s": self.searchback_max_s,
+            "min_qrs_mv": self.min_qrs_mv,
+        }
+        for key, value in positive.items():
+            _require(bool(np.isfinite(value) and value > 0), key, value, "must be finite and > 0")
+        _require(self.twave_s >= self.refractory_s, "twave_s", self.twave_s, ">= refractory_s")
+        _require(
+            0.0 < self.twave_slope_ratio <= 1.0,
+            "twave_slope_ratio",
+            self.twave_slope_ratio,
+            "(0, 1]",
+        )
+        _require(
+            self.searchback_rr_factor > 1.0,
+            "searchback_rr_factor",
+            self.searchback_rr_factor,
+            "> 1",
+        )
+        before_s, after_s = self.r_search_s
+        _require(
+            0.0 <= after_s < before_s, "r_search_s", self.r_search_s, "need 0 <= after < before (s)"
+        )
+        _require(
+            self.max_gap_intervals >= 1.5, "max_gap_intervals", self.max_gap_intervals, ">= 1.5"
+        )
+
+
+class RPeaks(NamedTuple):
+    """R peaks that became final during one :meth:`RPeakDetector.push`.
+
+    ``indices``: absolute sample index since the detector started (int64); ``times_s``: the
+    timestamps of those samples; ``delays_s``: for each peak, the time from the R peak to the
+    sample whose arrival made it final (algorithmic detection delay; add your chunk latency).
+    """
+
+    indices: IntArray
+    times_s: FloatArray
+    delays_s: FloatArray
+
+    @staticmethod
+    def empty() -> RPeaks:
+        return RPeaks(
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.float64),
+            np.empty(0, dtype=np.float64),
+        )
+
+
+class ContinuousRun(NamedTuple):
+    """Finite, gap-free samples ``[start, stop)`` of a chunk; ``new_segment`` if it breaks
+    continuity with the samples before it."""
+
+    start: int
+    stop: int
+    new_segment: bool
+
+
+class ContinuityTracker:
+    """Validates timestamps and splits chunks into continuous runs of finite samples.
+
+    Shared by the detector and the heart-rate chain so both agree on where segments break.
+    Raises :class:`SignalError` for non-finite or non-increasing timestamps.
+    """
+
+    __slots__ = ("_last_finite", "_last_t_s", "_max_gap_s")
+
+    def __init__(self, *, max_gap_s: float) -> None:
+        self._max_gap_s = max_gap_s
+        self._last_t_s = -np.inf
+        self._last_finite = False
+
+    @property
+    def last_t_s(self) -> float:
+        """Timestamp of the newest sample seen (-inf before the first)."""
+        return self._last_t_s
+
+    def split(
+        self, timestamps_s: FloatArray, values: FloatArray
+    ) -> tuple[list[ContinuousRun], BoolArray]:
+        """Continuous runs of the chunk and, per sample, whether a gap precedes it."""
+        n = int(timestamps_s.shape[0])
+        if n == 0:
+            return [], np.zeros(0, dtype=np.bool_)
+        if not np.all(np.isfinite(timestamps_s)):
+            raise SignalError("timestamps contain NaN/inf; every sample needs a finite LSL time")
+        steps_s = np.diff(timestamps_s, prepend=self._last_t_s)
+        if not np.all(steps_s > 0):
+            bad = int(np.flatnonzero(~(steps_s > 0))[0])
+            previous = self._last_t_s if bad == 0 else float(timestamps_s[bad - 1])
+            raise SignalError(
+                f"timestamps must strictly increase: sample {bad} of the chunk has "
+                f"t={timestamps_s[bad]!r} after t={previous!r}; enable dejittering in the "
+                "inlet or drop duplicate samples"
+            )
+        gap_before = steps_s > self._max_gap_s
+        finite = np.isfinite(values)
+        previous_finite = np.empty(n, dtype=np.bool_)
+        previous_finite[0] = self._last_finite
+        previous_finite[1:] = finite[:-1]
+        boundaries = np.flatnonzero(gap_before | (finite != previous_finite))
+        edges = [0, *[int(b) for b in boundaries if b != 0], n]
+        runs = [
+            ContinuousRun(start, stop, bool(gap_before[start] or not previous_finite[start]))
+            for start, stop in itertools.pairwise(edges)
+            if finite[start]
+        ]
+        self._last_t_s = float(timestamps_s[-1])
+        self._last_finite = bool(finite[-1])
+        return runs, gap_before
+
+
+def check_chunk(
+    timestamps_s: npt.ArrayLike, values: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Convert a chunk to 1-D float64 arrays of equal length or raise :class:`SignalError`."""
+    t = np.asarray(timestamps_s, dtype=np.float64)
+    x = np.asarray(values, dtype=np.float64)
+    if t.ndim != 1 or x.ndim != 1 or t.shape != x.shape:
+        raise SignalError(
+            "push needs 1-D timestamps and values of equal length, got shapes "
+            f"{t.shape} and {x.shape}"
+        )
+    return t, x
+
+
+def check_fs(fs_hz: float) -> float:
+    """Validate a nominal sampling rate (ConfigError outside [MIN_FS_HZ, MAX_FS_HZ])."""
+    _require(
+        bool(np.isfinite(fs_hz) and MIN_FS_HZ <= fs_hz <= MAX_FS_HZ),
+        "fs_hz",
+        fs_hz,
+        f"ECG sampling rate must be within {MIN_FS_HZ:g}..{MAX_FS_HZ:g} Hz",
+    )
+    return float(fs_hz)
+
+
+class _Candidate(NamedTuple):
+    energy_index: int  # index of the integrated-energy maximum
+    energy: float
+    slope: float  # largest |slope| in the integration window before it
+    r_index: int  # located R peak
+
+
+class _Segment:
+    """Detection state of one continuous segment (reset at every break)."""
+
+    __slots__ = (
+        "deadline",
+        "last_beat_energy_index",
+        "last_r_index",
+        "last_slope",
+        "learned",
+        "learning_end",
+        "low_threshold",
+        "next_scan_index",
+        "noise_level",
+        "pending",
+        "rr_samples",
+        "signal_level",
+        "start",
+        "stored",
+    )
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.next_scan_index = start + 1
+        self.learned = False
+        self.learning_end = start
+        self.signal_level = 0.0
+        self.noise_level = 0.0
+        self.pending: list[_Candidate] = []  # found during the learning phase
+        self.stored: list[_Candidate] = []  # sub-threshold candidates for search-back
+        self.rr_samples: deque[int] = deque(maxlen=8)  # Pan & Tompkins RR average over 8 beats
+        self.last_beat_energy_index = start
+        self.last_r_index = -1
+        self.last_slope = 0.0
+        self.low_threshold = False
+        self.deadline = -1
+
+
+class RPeakDetector:
+    """Streaming R-peak detector for one ECG channel sampled at ``fs_hz`` (nominal).
+
+    Feed chunks of any size with :meth:`push`; it returns only peaks that became final. Peak
+    indices count every sample pushed since construction (including non-finite ones).
+    ``max_delay_s`` bounds the detection delay; ``final_through_s`` tells consumers that no
+    R peak earlier than that time will ever be reported.
+    """
+
+    __slots__ = (
+        "_bandpass",
+        "_buffer",
+        "_config",
+        "_continuity",
+        "_energy_floor",
+        "_fs_hz",
+        "_integration_zi",
+        "_integrator",
+        "_n",
+        "_previous_bandpassed",
+        "_segment",
+    )
+
+    def __init__(self, fs_hz: float, *, config: RPeakConfig = RPeakConfig()) -> None:
+        self._fs_hz = check_fs(fs_hz)
+        self._config = config
+        self._bandpass = StreamingSosFilter(
+            butter_sos(
+                order=config.filter_order, cutoff_hz=config.band_hz, fs_hz=fs_hz, btype="bandpass"
+            )
+        )
+        n_integration = self._samples(config.integration_s)
+        self._integrator: FloatArray = np.full(n_integration, 1.0 / n_integration)
+        self._integration_zi: FloatArray = np.zeros(n_integration - 1)
+        self._previous_bandpassed = 0.0
+        # Integrated squared slope of a sine burst of amplitude min_qrs_mv at the band centre.
+        centre_hz = float(np.sqrt(config.band_hz[0] * config.band_hz[1]))
+        self._energy_floor = 0.5 * (2.0 * np.pi * centre_hz * config.min_qrs_mv) ** 2
+        self._continuity = ContinuityTracker(max_gap_s=config.max_gap_intervals / fs_hz)
+        history_s = (
+            max(config.learning_s, config.searchback_max_s)
+            + 2.0 * config.lookahead_s
+            + config.integration_s
+            + config.r_search_s[0]
+            + 0.5
+        )
+        self._buffer = SlidingBuffer(
+            n_rows=_N_ROWS, keep=self._samples(history_s), max_append=self._samples(_BLOCK_S)
+        )
+        self._n = 0
+        self._segment: _Segment | None = None
+
+    @property
+    def fs_hz(self) -> float:
+        return self._fs_hz
+
+    @property
+    def config(self) -> RPeakConfig:
+        return self._config
+
+    @property
+    def max_delay_s(self) -> float:
+        """Upper bound of the detection delay of any peak (learning phase or search-back)."""
+        c = self._config
+        return max(c.learning_s, c.searchback_max_s) + c.lookahead_s
+
+    @property
+    def final_through_s(self) -> float:
+        """No R peak with a timestamp before this will be reported any more (-inf at start)."""
+        segment = self._segment
+        if segment is None:
+            return self._continuity.last_t_s
+        earliest_energy = segment.next_scan_index
+        if segment.pending:
+            earliest_energy = segment.pending[0].energy_index
+        if segment.stored:
+            earliest_energy = min(earliest_energy, segment.stored[0].energy_index)
+        earliest = max(segment.start, earliest_energy - self._samples(self._config.r_search_s[0]))
+        if earliest >= self._buffer.end_index:
+            return self._continuity.last_t_s
+        return self._buffer.value(_ROW_T, earliest)
+
+    def _samples(self, duration_s: float) -> int:
+        return max(1, round(duration_s * self._fs_hz))
+
+    def reset(self) -> None:
+        """End the current segment; detection restarts with a learning phase."""
+        self._segment = None
+
+    def push(self, timestamps_s: npt.ArrayLike, values_mv: npt.ArrayLike) -> RPeaks:
+        """Process one chunk (any length) and return the R peaks that became final."""
+        t, x = check_chunk(timestamps_s, values_mv)
+        runs, _ = self._continuity.split(t, x)
+        found: _Found = []
+        for run in runs:
+            if run.new_segment or self._segment is None:
+                self._start_segment(self._n + run.start)
+            for start in range(run.start, run.stop, self._buffer.max_append):
+                stop = min(run.stop, start + self._buffer.max_append)
+                self._process_block(t[start:stop], x[start:stop], found)
+        self._n += int(t.shape[0])
+        if not found:
+            return RPeaks.empty()
+        indices, times_s, delays_s = zip(*found, strict=True)
+        return RPeaks(
+            np.array(indices, dtype=np.int64),
+            np.array(times_s, dtype=np.float64),
+            np.array(delays_s, dtype=np.float64),
+        )
+
+    def _start_segment(self, start: int) -> None:
+        self._bandpass.reset()
+        self._integration_zi = np.zeros_like(self._integration_zi)
+        self._previous_bandpassed = np.nan  # first slope of a segment is defined as 0
+        self._segment = _Segment(start)
+        # Skipped (non-finite) samples are never read, but buffer index == sample index.
+        self._buffer.skip_to(start)
+
+    def _process_block(self, t: FloatArray, x: FloatArray, found: _Found) -> None:
+        bandpassed = self._bandpass.process(x)
+        previous = (
+            bandpassed[0] if np.isnan(self._previous_bandpassed) else self._previous_bandpassed
+        )
+        slope = np.diff(bandpassed, prepend=previous) * self._fs_hz
+        self._previous_bandpassed = float(bandpassed[-1])
+        energy, self._integration_zi = signal.lfilter(
+            self._integrator, 1.0, slope * slope, zi=self._integration_zi
+        )
+        rows = np.empty((_N_ROWS, t.shape[0]), dtype=np.float64)
+        rows[_ROW_T] = t
+        rows[_ROW_X] = x
+        rows[_ROW_SLOPE] = np.abs(slope)
+        rows[_ROW_ENERGY] = energy
+        self._buffer.append(rows)
+        self._scan(found)
+
+    # -- candidate search (vectorised per block) ---------------------------------------
+    def _scan(self, found: _Found) -> None:
+        segment = self._segment
+        assert segment is not None
+        lookahead = self._samples(self._config.lookahead_s)
+        end = self._buffer.end_index
+        scan_stop = end - lookahead  # candidates [next_scan_index, scan_stop) are decidable
+        if scan_stop > segment.next_scan_index:
+            context_start = max(segment.start, segment.next_scan_index - lookahead - 1)
+            energy = self._buffer.view(_ROW_ENERGY, context_start, end)
+            window_max = ndimage.maximum_filter1d(
+                energy, size=2 * lookahead + 1, mode="constant", cval=-np.inf
+            )
+            offset = segment.next_scan_index - context_start
+            middle = slice(offset, scan_stop - context_start)
+            earlier = slice(offset - 1, scan_stop - context_start - 1)
+            is_peak = (
+                (energy[middle] == window_max[middle])
+                & (energy[middle] > energy[earlier])
+                & (energy[middle] > self._energy_floor)
+            )
+            for position in np.flatnonzero(is_peak):
+                segment.pending.append(
+                    self._candidate(segment, segment.next_scan_index + int(position))
+                )
+            segment.next_scan_index = scan_stop
+        if not segment.learned:
+            learning_end = segment.start + self._samples(self._config.learning_s)
+            if end < learning_end:
+                return
+            self._learn(segment, learning_end)
+        decided_through = segment.next_scan_index - 1
+        for candidate in segment.pending:
+            self._run_deadlines(segment, candidate.energy_index - 1, found)
+            self._classify(segment, candidate, found)
+        segment.pending.clear()
+        self._run_deadlines(segment, decided_through, found)
+
+    def _candidate(self, segment: _Segment, energy_index: int) -> _Candidate:
+        n_integration = int(self._integrator.shape[0])
+        slope = self._buffer.view(
+            _ROW_SLOPE, max(segment.start, energy_index - n_integration), energy_index + 1
+        )
+        before_s, after_s = self._config.r_search_s
+        r_start = max(segment.start, energy_index - self._samples(before_s))
+        r_stop = max(r_start + 1, energy_index - round(after_s * self._fs_hz) + 1)
+        raw = self._buffer.view(_ROW_X, r_start, r_stop)
+        deviation = np.abs(raw - np.median(raw))
+        return _Candidate(
+            energy_index=energy_index,
+            energy=self._buffer.value(_ROW_ENERGY, energy_index),
+            slope=float(np.max(slope)),
+            r_index=r_start + int(np.argmax(deviation)),
+        )
+
+    # -- decisions (per candidate, in sample order) ------------------------------------
+    def _learn(self, segment: _Segment, learning_end: int) -> None:
+        energy = self._buffer.view(_ROW_ENERGY, segment.start, learning_end)
+        # Pan & Tompkins 1985 initialisation: signal level 1/3 of the maximum, noise 1/2 mean.
+        segment.signal_level = float(np.max(energy)) / 3.0
+        segment.noise_level = float(np.mean(energy)) / 2.0
+        segment.learned = True
+        segment.deadline = segment.start + self._samples(self._config.searchback_max_s)
+        segment.learning_end = learning_end
+
+    def _threshold(self, segment: _Segment) -> float:
+        primary = segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
+        return 0.5 * primary if segment.low_threshold else primary
+
+    def _classify(self, segment: _Segment, candidate: _Candidate, found: _Found) -> None:
+        c = self._config
+        since_beat = candidate.energy_index - segment.last_beat_energy_index
+        has_beat = segment.last_r_index >= 0
+        if has_beat and since_beat < self._samples(c.refractory_s):
+            return
+        if candidate.energy > self._threshold(segment):
+            is_twave = (
+                has_beat
+                and since_beat < self._samples(c.twave_s)
+                and candidate.slope < c.twave_slope_ratio * segment.last_slope
+            )
+            if not is_twave:
+                segment.signal_level = 0.125 * candidate.energy + 0.875 * segment.signal_level
+                decision = candidate.energy_index + self._samples(c.lookahead_s)
+                self._accept(segment, candidate, decision, found)
+                return
+        segment.noise_level = 0.125 * candidate.energy + 0.875 * segment.noise_level
+        if not segment.low_threshold:
+            segment.stored.append(candidate)
+
+    def _run_deadlines(self, segment: _Segment, decided_through: int, found: _Found) -> None:
+        lookahead = self._samples(self._config.lookahead_s)
+        while segment.deadline <= decided_through:
+            deadline = segment.deadline
+            eligible = [k for k in segment.stored if k.energy_index <= deadline]
+            primary = segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
+            best = max(eligible, key=lambda k: k.energy, default=None)
+            segment.stored = [k for k in segment.stored if k.energy_index > deadline]
+            if best is not None and best.energy > 0.5 * primary:
+                # Pan & Tompkins 1985: a beat found by search-back updates the level faster.
+                segment.signal_level = 0.25 * best.energy + 0.75 * segment.signal_level
+                segment.stored = [k for k in segment.stored if k.energy_index > best.energy_index]
+                self._accept(segment, best, deadline + lookahead, found)
+            else:
+                segment.low_threshold = True
+                segment.stored.clear()
+                segment.signal_level = max(0.5 * segment.signal_level, segment.noise_level)
+                segment.deadline = deadline + self._searchback_samples(segment)
+
+    def _searchback_samples(self, segment: _Segment) -> int:
+        c = self._config
+        limit = self._samples(c.searchback_max_s)
+        if segment.rr_samples:
+            mean_rr = sum(segment.rr_samples) / len(segment.rr_samples)
+            limit = min(limit, round(c.searchback_rr_factor * mean_rr))
+        return max(limit, self._samples(c.refractory_s) + 1)
+
+    def _accept(
+        self,
+        segment: _Segment,
+        candidate: _Candidate,
+        decision_index: int,
+        found: _Found,
+    ) -> None:
+        if segment.last_r_index >= 0:
+            segment.rr_samples.append(candidate.r_index - segment.last_r_index)
+        segment.last_r_index = candidate.r_index
+        segment.last_beat_energy_index = candidate.energy_index
+        segment.last_slope = candidate.slope
+        segment.low_threshold = False
+        segment.stored = [k for k in segment.stored if k.energy_index > candidate.energy_index]
+        segment.deadline = candidate.energy_index + self._searchback_samples(segment)
+        # Beats of the learning phase are only decided when it ends.
+        decided = max(decision_index, segment.learning_end - 1)
+        r_time_s = self._buffer.value(_ROW_T, candidate.r_index)
+        found.append((candidate.r_index, r_time_s, self._buffer.value(_ROW_T, decided) - r_time_s))
+
+
+def detect_r_peaks(
+    x: npt.ArrayLike,
+    fs_hz: float,
+    *,
+    config: RPeakConfig = RPeakConfig(),
+) -> IntArray:
+    """Sample indices of R peaks in ``x`` (batch convenience over :class:`RPeakDetector`).
+
+    Runs the streaming detector causally over the whole array with timestamps ``i / fs_hz``;
+    the result equals what a live session would have produced.
+    """
+    values = np.asarray(x, dtype=np.float64)
+    if values.ndim != 1:
+        raise SignalError(f"detect_r_peaks needs a 1-D signal, got shape {values.shape}")
+    detector = RPeakDetector(fs_hz, config=config)
+    timestamps_s = np.arange(values.shape[0], dtype=np.float64) / detector.fs_hz
+    return detector.push(timestamps_s, values).indices

@@ -1,0 +1,93 @@
+"""A preallocated multi-row sample buffer addressed by absolute sample index.
+
+Streaming detectors need the last few hundred milliseconds of several derived signals as
+*contiguous* arrays so that per-chunk work stays vectorised. A circular buffer would split
+windows at the wrap point, so this is a linear buffer with a write index: new samples are
+written after the previous ones, and when the storage is full the most recent ``keep``
+samples are copied to the front (one ``memmove`` every ``capacity - keep`` samples, never a
+per-chunk ``np.roll`` or reallocation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsp.exceptions import SignalError
+from dsp.types import FloatArray
+
+
+class SlidingBuffer:
+    """``n_rows`` float64 signals sharing one absolute sample index.
+
+    At least the newest ``keep`` samples are always retained. :meth:`append` accepts at most
+    :attr:`max_append` samples per call; callers feed longer inputs in pieces.
+    """
+
+    __slots__ = ("_data", "_first_index", "_keep", "_length")
+
+    def __init__(self, *, n_rows: int, keep: int, max_append: int) -> None:
+        if n_rows < 1 or keep < 1 or max_append < 1:
+            raise SignalError(
+                f"SlidingBuffer needs n_rows, keep, max_append >= 1, got {n_rows}, {keep}, "
+                f"{max_append}"
+            )
+        self._data: FloatArray = np.zeros((n_rows, keep + max_append), dtype=np.float64)
+        self._keep = keep
+        self._first_index = 0  # absolute index of column 0
+        self._length = 0  # number of filled columns
+
+    @property
+    def max_append(self) -> int:
+        """Largest number of samples one :meth:`append` call accepts."""
+        return int(self._data.shape[1]) - self._keep
+
+    @property
+    def end_index(self) -> int:
+        """Absolute index one past the newest sample."""
+        return self._first_index + self._length
+
+    @property
+    def oldest_index(self) -> int:
+        """Absolute index of the oldest sample still held."""
+        return self._first_index
+
+    def append(self, rows: FloatArray) -> None:
+        """Append ``rows`` (shape ``(n_rows, n)``, ``n <= max_append``) after the newest sample."""
+        n_new = int(rows.shape[1])
+        if n_new > self.max_append:
+            raise SignalError(f"append of {n_new} samples exceeds max_append={self.max_append}")
+        capacity = int(self._data.shape[1])
+        if self._length + n_new > capacity:
+            n_kept = min(self._keep, self._length)
+            self._data[:, :n_kept] = self._data[:, self._length - n_kept : self._length]
+            self._first_index += self._length - n_kept
+            self._length = n_kept
+        self._data[:, self._length : self._length + n_new] = rows
+        self._length += n_new
+
+    def skip_to(self, index: int) -> None:
+        """Advance the end to absolute ``index``; skipped samples hold NaN and must not be read."""
+        n_skipped = index - self.end_index
+        if n_skipped < 0:
+            raise SignalError(f"cannot skip back from {self.end_index} to {index}")
+        if n_skipped > self._keep:
+            self._first_index = index
+            self._length = 0
+            return
+        while n_skipped > 0:
+            n = min(n_skipped, self.max_append)
+            self.append(np.full((self._data.shape[0], n), np.nan))
+            n_skipped -= n
+
+    def view(self, row: int, start_index: int, stop_index: int) -> FloatArray:
+        """Samples ``[start_index, stop_index)`` of one row (a view: do not write to it)."""
+        if start_index < self._first_index or stop_index > self.end_index:
+            raise SignalError(
+                f"samples [{start_index}, {stop_index}) are not held (held: "
+                f"[{self._first_index}, {self.end_index}))"
+            )
+        return self._data[row, start_index - self._first_index : stop_index - self._first_index]
+
+    def value(self, row: int, index: int) -> float:
+        """One sample of one row."""
+        return float(self.view(row, index, index + 1)[0])
