@@ -199,16 +199,24 @@ class SlidingComoments:
         self._mask_b[positions] = ok_b
         self._written += n
 
-    def invalidate(self) -> None:
-        """Forget the sums (e.g. after a reset); the next :meth:`correlations` is exact."""
-        self._state_end = -1
+    def skip(self, n: int) -> None:
+        """Advance by ``n`` invalid samples (a gap) without materialising them."""
+        kept = min(n, self._capacity)
+        positions = (self._written + n - kept + np.arange(kept)) % self._capacity
+        self._mask_a[positions] = 0.0
+        self._mask_b[positions] = 0.0
+        self._a[positions] = 0.0
+        self._b[positions] = 0.0
+        self._written += n
 
     def correlations(self) -> FloatArray:
         """Pearson r of every pair at the newest sample written so far."""
         end = self._written - 1
         delta = end - self._state_end
-        if self._state_end < 0 or delta > self._slide_limit or (
-            self._since_exact >= self._recompute_every and delta > 0
+        if (
+            self._state_end < 0
+            or delta > self._slide_limit
+            or (self._since_exact >= self._recompute_every and delta > 0)
         ):
             self._exact(end)
         elif delta > 0:
