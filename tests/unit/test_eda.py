@@ -300,7 +300,7 @@ def test_empty_chunks_return_empty_output_anywhere() -> None:
 
 def test_eda_features_sample_indices_match_times() -> None:
     fs_hz = 100.0
-    t_s, x_us = synthetic_eda(fs_hz, 60.0, [(20.0, 0.5), (40.0, 0.3)])
+    _, x_us = synthetic_eda(fs_hz, 60.0, [(20.0, 0.5), (40.0, 0.3)])
     features = eda_features(x_us, fs_hz)
     assert len(features.scrs) == 2
     np.testing.assert_array_equal(
