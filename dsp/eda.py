@@ -25,14 +25,15 @@ Rules a caller can rely on:
 * Delay: a grid sample ``t_k`` is final as soon as a raw sample at or after ``t_k`` arrives
   (at most one raw sample interval); its content lags the skin by the low-pass group delay
   (:attr:`EdaProcessor.lowpass_delay_s`, 0.139 s at 3 Hz). An SCR is final once the phasic
-  has fallen ``min_amplitude_us`` below its peak (typically 0.5-1.5 s after the peak).
+  has fallen ``min_amplitude_us`` below its peak (0.3-0.6 s after the peak on the shared
+  NeuroKit2 event-related recording).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -240,7 +241,7 @@ class EdaFeatures:
     scr_onset_index: IntArray
     scr_peak_index: IntArray
     scr_amplitude_us: FloatArray
-    invalid_spans: tuple[InvalidSpan, ...] = field(default=())
+    invalid_spans: tuple[InvalidSpan, ...]
 
 
 def _last_grid_index_at_or_before(t_s: float, grid_hz: float) -> int:
@@ -289,6 +290,7 @@ class _ScrDetector:
     """
 
     __slots__ = (
+        "_amplitude_us",
         "_hist_n",
         "_history",
         "_hysteresis_us",
@@ -298,7 +300,6 @@ class _ScrDetector:
         "_onset_slope_fraction",
         "_peak_k",
         "_peak_us",
-        "_rise_us",
         "_seeking_peak",
         "_trough_k",
         "_trough_us",
@@ -312,24 +313,16 @@ class _ScrDetector:
         # The last (phasic, cleaned) samples for the onset search and the amplitude
         # (fixed size, refilled per chunk).
         self._history: FloatArray = np.empty((2, history_len), dtype=np.float64)
-        self._hist_n = 0
-        self._seeking_peak = False
-        self._trough_us = math.inf
-        self._trough_k = 0
-        self._peak_us = -math.inf
-        self._peak_k = 0
-        self._onset_k = 0
-        self._rise_us = 0.0
-        self._last_value = math.nan
-        self._last_direction = 0.0
+        self.restart()
 
     def restart(self) -> None:
         """Forget everything (a new segment starts after invalid samples)."""
         self._hist_n = 0
         self._seeking_peak = False
-        self._trough_us = math.inf
-        self._peak_us = -math.inf
-        self._last_value = math.nan
+        self._trough_us, self._trough_k = math.inf, 0
+        self._peak_us, self._peak_k = -math.inf, 0
+        self._onset_k, self._amplitude_us = 0, 0.0
+        self._last_value = math.nan  # no previous sample: the next one seeds the trough
         self._last_direction = 0.0
 
     def process(
@@ -355,7 +348,7 @@ class _ScrDetector:
                 if value > self._peak_us:
                     self._set_peak(value, k, work, work_first_k)
                 elif value < self._peak_us - self._hysteresis_us:
-                    found.append((self._onset_k, self._peak_k, self._rise_us))
+                    found.append((self._onset_k, self._peak_k, self._amplitude_us))
                     self._seeking_peak = False
                     self._trough_us, self._trough_k = value, k
             elif value < self._trough_us:
@@ -398,7 +391,7 @@ class _ScrDetector:
             if slow.size:
                 onset_index = int(slow[-1]) + 1
         self._onset_k = search_from_k + onset_index
-        self._rise_us = float(cleaned_rise[-1] - cleaned_rise[onset_index])
+        self._amplitude_us = float(cleaned_rise[-1] - cleaned_rise[onset_index])
 
 
 class EdaProcessor:
@@ -516,8 +509,16 @@ class EdaProcessor:
         codes = self._quality.classify(t_s, x_us, gap_before)
         self._nonfinite_count += int(np.count_nonzero(codes == EdaQuality.NON_FINITE))
         cleaned_us = self._lowpass_segments(x_us, codes, gap_before)
+        return self._resample_to_grid(t_s, cleaned_us, codes, gap_before)
 
-        # Extended arrays: index 0 is the carried previous sample (or this chunk's first one).
+    def _resample_to_grid(
+        self, t_s: FloatArray, cleaned_us: FloatArray, codes: QualityArray, gap_before: BoolArray
+    ) -> EdaOutput:
+        """Interpolate the cleaned signal linearly at every grid time ``k / grid_hz`` that
+        this chunk reaches; each grid sample carries the worst code of the raw samples and
+        gaps since the previous grid sample, so nothing bad between two grid times is lost."""
+        # Extended arrays: index 0 is the carried previous sample (or this chunk's first one);
+        # interval_code[j] is the code of the step from sample j-1 to sample j.
         if self._prev_t_s is None:
             self._last_k = _last_grid_index_at_or_before(float(t_s[0]), self._grid_hz)
             ext_t, ext_y, ext_code = t_s, cleaned_us, codes
@@ -531,7 +532,6 @@ class EdaProcessor:
                 ([self._pending_code], np.maximum(ext_code[1:], ext_code[:-1]))
             ).astype(np.uint8)
             interval_code[1:][gap_before] = EdaQuality.GAP
-        interval_code[0] = max(int(interval_code[0]), self._pending_code)
 
         grid_k = np.arange(
             self._last_k + 1,
