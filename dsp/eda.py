@@ -22,6 +22,8 @@ Rules a caller can rely on:
   frequency (e.g. the Empatica E4 at 4 Hz). Nothing above Nyquist survives sampling and the
   device's own anti-aliasing has already band-limited the signal, so the filter could only
   add delay. :attr:`EdaProcessor.lowpass_applied` tells which case applies.
+* The 4 Hz grid's Nyquist frequency (2 Hz) is below the 3 Hz cut-off; SCRs and the tonic
+  level live below 1 Hz, so what the grid misses is noise, not signal.
 * Delay: a grid sample ``t_k`` is final as soon as a raw sample at or after ``t_k`` arrives
   (at most one raw sample interval); its content lags the skin by the low-pass group delay
   (:attr:`EdaProcessor.lowpass_delay_s`, 0.139 s at 3 Hz). An SCR is final once the phasic

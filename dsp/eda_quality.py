@@ -13,6 +13,10 @@ Rules and their sources:
   flexible automated quality assessment procedures for ambulatory electrodermal activity
   data") use exactly this range: below 0.05 uS the electrode is effectively open (> 20 MOhm),
   above 60 uS is beyond any physiological level and means a short or a wet bridge.
+  Low but real wrist values are kept: the shared Empatica E4 recording (0.05-0.12 uS) stays
+  valid, while its start-up samples and short dips to 0.04-0.05 uS are flagged, because at
+  that level an open electrode and a dry wrist cannot be told apart. A wrist device whose
+  wearers sit lower can lower ``min_level_us`` in its device config.
 * ``CLIPPED`` — at or beyond the device's measurable range (``device_range_us``, from the
   device config): the true value may lie anywhere beyond the rail.
 * ``FLAT_LINE`` — exactly the same value for at least ``flat_line_s`` (5 s): a stuck sensor or
