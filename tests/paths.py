@@ -27,3 +27,8 @@ def testdata(relative: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"expected shared recording {path} is missing")
     return path
+
+
+# Named test*, but a helper, not a test: keep pytest from collecting it when imported.
+testdata.__test__ = False  # type: ignore[attr-defined]
+testdata_dir.__test__ = False  # type: ignore[attr-defined]
