@@ -17,9 +17,10 @@ Every decision is a function of the samples up to a fixed index after the candid
 (``lookahead_s`` for ordinary beats, the search-back deadline for recovered beats), and
 events are processed in sample order, so the output is identical whatever the chunking.
 
-Garbage input: non-finite samples and timestamp gaps longer than ``max_gap_intervals``
-nominal sample intervals end the current segment; the detector restarts (with a new
-learning phase) at the next finite sample. Non-increasing or non-finite timestamps raise
+Garbage input: unusable samples (NaN, inf, or beyond ``max_abs_mv``, which no body surface
+ECG reaches) and timestamp gaps longer than ``max_gap_intervals`` nominal sample intervals
+end the current segment; the detector restarts (with a new
+learning phase) at the next usable sample. Non-increasing or non-finite timestamps raise
 :class:`~dsp.exceptions.SignalError` (the streamer must deliver dejittered, increasing LSL
 timestamps).
 """
@@ -47,8 +48,8 @@ _ROW_T, _ROW_X, _ROW_SLOPE, _ROW_ENERGY = 0, 1, 2, 3
 _N_ROWS = 4
 _BLOCK_S = 4.0  # longest piece processed at once (bounds the work arrays)
 
-# Peaks found during one push: (r_index, r_time_s, delay_s).
-_Found = list[tuple[int, float, float]]
+# Peaks found during one push: (r_index, r_time_s, delay_s, similarity).
+_Found = list[tuple[int, float, float, float]]
 
 
 def _require(condition: bool, key: str, value: object, allowed: str) -> None:
@@ -89,6 +90,23 @@ class RPeakConfig:
     so this only rejects flat lines and electrode noise."""
     max_gap_intervals: float = 3.0
     """A timestamp step longer than this many nominal sample intervals is a gap (segment break)."""
+    template_s: float = 0.06
+    """Half-width of the QRS window compared with the running beat template (a QRS lasts
+    ~80-120 ms)."""
+    template_min_correlation: float = 0.7
+    """Beats whose QRS correlates less with the running template are reported as dissimilar
+    (template-matching beat quality, Li, Mark & Clifford 2008, Physiol Meas 29(1):15-32)."""
+    template_max_amplitude_ratio: float = 2.0
+    """A QRS more than twice as large (or less than half as large) as the template is not
+    similar whatever its shape (movement artefacts are large spikes of QRS-like shape)."""
+    template_weight: float = 0.125
+    """Weight of a new similar beat in the exponentially averaged template."""
+    template_relearn_beats: int = 4
+    """This many dissimilar beats in a row that resemble each other mean the morphology changed:
+    they become the template."""
+    max_abs_mv: float = 50.0
+    """Samples beyond +-50 mV are unusable (body-surface ECG stays within a few mV; larger values
+    are unit errors or amplifier rail noise) and are treated like NaN."""
 
     def __post_init__(self) -> None:
         low_hz, high_hz = self.band_hz
@@ -101,6 +119,8 @@ class RPeakConfig:
             "learning_s": self.learning_s,
             "searchback_max_s": self.searchback_max_s,
             "min_qrs_mv": self.min_qrs_mv,
+            "max_abs_mv": self.max_abs_mv,
+            "template_s": self.template_s,
         }
         for key, value in positive.items():
             _require(bool(np.isfinite(value) and value > 0), key, value, "must be finite and > 0")
@@ -122,6 +142,27 @@ class RPeakConfig:
             0.0 <= after_s < before_s, "r_search_s", self.r_search_s, "need 0 <= after < before (s)"
         )
         _require(
+            -1.0 < self.template_min_correlation < 1.0,
+            "template_min_correlation",
+            self.template_min_correlation,
+            "(-1, 1)",
+        )
+        _require(
+            self.template_max_amplitude_ratio > 1.0,
+            "template_max_amplitude_ratio",
+            self.template_max_amplitude_ratio,
+            "> 1",
+        )
+        _require(
+            0.0 < self.template_weight <= 1.0, "template_weight", self.template_weight, "(0, 1]"
+        )
+        _require(
+            self.template_relearn_beats >= 1,
+            "template_relearn_beats",
+            self.template_relearn_beats,
+            ">= 1",
+        )
+        _require(
             self.max_gap_intervals >= 1.5, "max_gap_intervals", self.max_gap_intervals, ">= 1.5"
         )
 
@@ -131,17 +172,23 @@ class RPeaks(NamedTuple):
 
     ``indices``: absolute sample index since the detector started (int64); ``times_s``: the
     timestamps of those samples; ``delays_s``: for each peak, the time from the R peak to the
-    sample whose arrival made it final (algorithmic detection delay; add your chunk latency).
+    sample whose arrival made it final (algorithmic detection delay; add your chunk latency);
+    ``similarity``: correlation of the beat's QRS with the running template of the segment,
+    0 if its amplitude is off by more than ``config.template_max_amplitude_ratio`` (NaN for the
+    first beat of a segment or too close to its start); below
+    ``config.template_min_correlation`` the beat is probably noise or an ectopic beat.
     """
 
     indices: IntArray
     times_s: FloatArray
     delays_s: FloatArray
+    similarity: FloatArray
 
     @staticmethod
     def empty() -> RPeaks:
         return RPeaks(
             np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.float64),
             np.empty(0, dtype=np.float64),
             np.empty(0, dtype=np.float64),
         )
@@ -157,18 +204,18 @@ class ContinuousRun(NamedTuple):
 
 
 class ContinuityTracker:
-    """Validates timestamps and splits chunks into continuous runs of finite samples.
+    """Validates timestamps and splits chunks into continuous runs of usable samples.
 
     Shared by the detector and the heart-rate chain so both agree on where segments break.
     Raises :class:`SignalError` for non-finite or non-increasing timestamps.
     """
 
-    __slots__ = ("_last_finite", "_last_t_s", "_max_gap_s")
+    __slots__ = ("_last_t_s", "_last_usable", "_max_gap_s")
 
     def __init__(self, *, max_gap_s: float) -> None:
         self._max_gap_s = max_gap_s
         self._last_t_s = -np.inf
-        self._last_finite = False
+        self._last_usable = False
 
     @property
     def last_t_s(self) -> float:
@@ -176,9 +223,9 @@ class ContinuityTracker:
         return self._last_t_s
 
     def split(
-        self, timestamps_s: FloatArray, values: FloatArray
+        self, timestamps_s: FloatArray, usable: BoolArray
     ) -> tuple[list[ContinuousRun], BoolArray]:
-        """Continuous runs of the chunk and, per sample, whether a gap precedes it."""
+        """Continuous runs of usable samples and, per sample, whether a gap precedes it."""
         n = int(timestamps_s.shape[0])
         if n == 0:
             return [], np.zeros(0, dtype=np.bool_)
@@ -194,19 +241,18 @@ class ContinuityTracker:
                 "inlet or drop duplicate samples"
             )
         gap_before = steps_s > self._max_gap_s
-        finite = np.isfinite(values)
-        previous_finite = np.empty(n, dtype=np.bool_)
-        previous_finite[0] = self._last_finite
-        previous_finite[1:] = finite[:-1]
-        boundaries = np.flatnonzero(gap_before | (finite != previous_finite))
+        previous_usable = np.empty(n, dtype=np.bool_)
+        previous_usable[0] = self._last_usable
+        previous_usable[1:] = usable[:-1]
+        boundaries = np.flatnonzero(gap_before | (usable != previous_usable))
         edges = [0, *[int(b) for b in boundaries if b != 0], n]
         runs = [
-            ContinuousRun(start, stop, bool(gap_before[start] or not previous_finite[start]))
+            ContinuousRun(start, stop, bool(gap_before[start] or not previous_usable[start]))
             for start, stop in itertools.pairwise(edges)
-            if finite[start]
+            if usable[start]
         ]
         self._last_t_s = float(timestamps_s[-1])
-        self._last_finite = bool(finite[-1])
+        self._last_usable = bool(usable[-1])
         return runs, gap_before
 
 
@@ -224,6 +270,12 @@ def check_chunk(
     return t, x
 
 
+def usable_samples(values_mv: FloatArray, max_abs_mv: float) -> BoolArray:
+    """Finite samples within +-``max_abs_mv``."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(values_mv) <= max_abs_mv, dtype=np.bool_)
+
+
 def check_fs(fs_hz: float) -> float:
     """Validate a nominal sampling rate (ConfigError outside [MIN_FS_HZ, MAX_FS_HZ])."""
     _require(
@@ -239,13 +291,14 @@ class _Candidate(NamedTuple):
     energy_index: int  # index of the integrated-energy maximum
     energy: float
     slope: float  # largest |slope| in the integration window before it
-    r_index: int  # located R peak
 
 
 class _Segment:
     """Detection state of one continuous segment (reset at every break)."""
 
     __slots__ = (
+        "alternative",
+        "alternative_count",
         "deadline",
         "last_beat_energy_index",
         "last_r_index",
@@ -256,10 +309,12 @@ class _Segment:
         "next_scan_index",
         "noise_level",
         "pending",
+        "polarity_votes",
         "rr_samples",
         "signal_level",
         "start",
         "stored",
+        "template",
     )
 
     def __init__(self, start: int) -> None:
@@ -272,18 +327,22 @@ class _Segment:
         self.pending: list[_Candidate] = []  # found during the learning phase
         self.stored: list[_Candidate] = []  # sub-threshold candidates for search-back
         self.rr_samples: deque[int] = deque(maxlen=8)  # Pan & Tompkins RR average over 8 beats
+        self.polarity_votes: deque[int] = deque(maxlen=8)  # +1: R up, -1: R down
         self.last_beat_energy_index = start
         self.last_r_index = -1
         self.last_slope = 0.0
         self.low_threshold = False
         self.deadline = -1
+        self.template: FloatArray | None = None
+        self.alternative: FloatArray | None = None  # template of recent dissimilar beats
+        self.alternative_count = 0
 
 
 class RPeakDetector:
     """Streaming R-peak detector for one ECG channel sampled at ``fs_hz`` (nominal).
 
     Feed chunks of any size with :meth:`push`; it returns only peaks that became final. Peak
-    indices count every sample pushed since construction (including non-finite ones).
+    indices count every sample pushed since construction (including unusable ones).
     ``max_delay_s`` bounds the detection delay; ``final_through_s`` tells consumers that no
     R peak earlier than that time will ever be reported.
     """
@@ -371,7 +430,7 @@ class RPeakDetector:
     def push(self, timestamps_s: npt.ArrayLike, values_mv: npt.ArrayLike) -> RPeaks:
         """Process one chunk (any length) and return the R peaks that became final."""
         t, x = check_chunk(timestamps_s, values_mv)
-        runs, _ = self._continuity.split(t, x)
+        runs, _ = self._continuity.split(t, usable_samples(x, self._config.max_abs_mv))
         found: _Found = []
         for run in runs:
             if run.new_segment or self._segment is None:
@@ -382,11 +441,12 @@ class RPeakDetector:
         self._n += int(t.shape[0])
         if not found:
             return RPeaks.empty()
-        indices, times_s, delays_s = zip(*found, strict=True)
+        indices, times_s, delays_s, similarity = zip(*found, strict=True)
         return RPeaks(
             np.array(indices, dtype=np.int64),
             np.array(times_s, dtype=np.float64),
             np.array(delays_s, dtype=np.float64),
+            np.array(similarity, dtype=np.float64),
         )
 
     def _start_segment(self, start: int) -> None:
@@ -394,7 +454,7 @@ class RPeakDetector:
         self._integration_zi = np.zeros_like(self._integration_zi)
         self._previous_bandpassed = np.nan  # first slope of a segment is defined as 0
         self._segment = _Segment(start)
-        # Skipped (non-finite) samples are never read, but buffer index == sample index.
+        # Skipped (unusable) samples are never read, but buffer index == sample index.
         self._buffer.skip_to(start)
 
     def _process_block(self, t: FloatArray, x: FloatArray, found: _Found) -> None:
@@ -458,21 +518,31 @@ class RPeakDetector:
         slope = self._buffer.view(
             _ROW_SLOPE, max(segment.start, energy_index - n_integration), energy_index + 1
         )
-        before_s, after_s = self._config.r_search_s
-        r_start = max(segment.start, energy_index - self._samples(before_s))
-        r_stop = max(r_start + 1, energy_index - round(after_s * self._fs_hz) + 1)
-        raw = self._buffer.view(_ROW_X, r_start, r_stop)
-        deviation = np.abs(raw - np.median(raw))
         return _Candidate(
             energy_index=energy_index,
             energy=self._buffer.value(_ROW_ENERGY, energy_index),
             slope=float(np.max(slope)),
-            r_index=r_start + int(np.argmax(deviation)),
         )
+
+    def _locate_r(self, segment: _Segment, energy_index: int) -> int:
+        """The R peak: the largest deviation from the local median before the energy peak,
+        on the side (up or down) most recent beats of the segment used, so a biphasic QRS is
+        always marked on the same wave whatever the lead polarity."""
+        before_s, after_s = self._config.r_search_s
+        r_start = max(segment.start, energy_index - self._samples(before_s))
+        r_stop = max(r_start + 1, energy_index - round(after_s * self._fs_hz) + 1)
+        raw = np.array(self._buffer.view(_ROW_X, r_start, r_stop))
+        deviation = raw - np.median(raw)
+        up, down = int(np.argmax(deviation)), int(np.argmin(deviation))
+        larger_is_up = deviation[up] >= -deviation[down]
+        segment.polarity_votes.append(1 if larger_is_up else -1)
+        votes = sum(segment.polarity_votes)
+        use_up = votes > 0 or (votes == 0 and larger_is_up)
+        return r_start + (up if use_up else down)
 
     # -- decisions (per candidate, in sample order) ------------------------------------
     def _learn(self, segment: _Segment, learning_end: int) -> None:
-        energy = self._buffer.view(_ROW_ENERGY, segment.start, learning_end)
+        energy = np.array(self._buffer.view(_ROW_ENERGY, segment.start, learning_end))
         # Pan & Tompkins 1985 initialisation: signal level 1/3 of the maximum, noise 1/2 mean.
         segment.signal_level = float(np.max(energy)) / 3.0
         segment.noise_level = float(np.mean(energy)) / 2.0
@@ -490,30 +560,42 @@ class RPeakDetector:
         has_beat = segment.last_r_index >= 0
         if has_beat and since_beat < self._samples(c.refractory_s):
             return
-        if candidate.energy > self._threshold(segment):
-            is_twave = (
-                has_beat
-                and since_beat < self._samples(c.twave_s)
-                and candidate.slope < c.twave_slope_ratio * segment.last_slope
-            )
-            if not is_twave:
-                segment.signal_level = 0.125 * candidate.energy + 0.875 * segment.signal_level
-                decision = candidate.energy_index + self._samples(c.lookahead_s)
-                self._accept(segment, candidate, decision, found)
-                return
+        if candidate.energy > self._threshold(segment) and not self._is_twave(segment, candidate):
+            segment.signal_level = 0.125 * candidate.energy + 0.875 * segment.signal_level
+            decision = candidate.energy_index + self._samples(c.lookahead_s)
+            self._accept(segment, candidate, decision, found)
+            return
         segment.noise_level = 0.125 * candidate.energy + 0.875 * segment.noise_level
         if not segment.low_threshold:
             segment.stored.append(candidate)
+
+    def _is_twave(self, segment: _Segment, candidate: _Candidate) -> bool:
+        c = self._config
+        return (
+            segment.last_r_index >= 0
+            and candidate.energy_index - segment.last_beat_energy_index < self._samples(c.twave_s)
+            and candidate.slope < c.twave_slope_ratio * segment.last_slope
+        )
 
     def _run_deadlines(self, segment: _Segment, decided_through: int, found: _Found) -> None:
         lookahead = self._samples(self._config.lookahead_s)
         while segment.deadline <= decided_through:
             deadline = segment.deadline
-            eligible = [k for k in segment.stored if k.energy_index <= deadline]
             primary = segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
-            best = max(eligible, key=lambda k: k.energy, default=None)
+            # The earliest plausible candidate, not the largest: when several beats were
+            # missed (after a noise burst inflated the levels) each is recovered in turn.
+            best = next(
+                (
+                    k
+                    for k in segment.stored
+                    if k.energy_index <= deadline
+                    and k.energy > 0.5 * primary
+                    and not self._is_twave(segment, k)
+                ),
+                None,
+            )
             segment.stored = [k for k in segment.stored if k.energy_index > deadline]
-            if best is not None and best.energy > 0.5 * primary:
+            if best is not None:
                 # Pan & Tompkins 1985: a beat found by search-back updates the level faster.
                 segment.signal_level = 0.25 * best.energy + 0.75 * segment.signal_level
                 segment.stored = [k for k in segment.stored if k.energy_index > best.energy_index]
@@ -528,8 +610,9 @@ class RPeakDetector:
         c = self._config
         limit = self._samples(c.searchback_max_s)
         if segment.rr_samples:
-            mean_rr = sum(segment.rr_samples) / len(segment.rr_samples)
-            limit = min(limit, round(c.searchback_rr_factor * mean_rr))
+            # Median rather than Pan & Tompkins' mean: missed beats must not stretch the limit.
+            typical_rr = float(np.median(np.fromiter(segment.rr_samples, dtype=np.float64)))
+            limit = min(limit, round(c.searchback_rr_factor * typical_rr))
         return max(limit, self._samples(c.refractory_s) + 1)
 
     def _accept(
@@ -539,9 +622,10 @@ class RPeakDetector:
         decision_index: int,
         found: _Found,
     ) -> None:
+        r_index = self._locate_r(segment, candidate.energy_index)
         if segment.last_r_index >= 0:
-            segment.rr_samples.append(candidate.r_index - segment.last_r_index)
-        segment.last_r_index = candidate.r_index
+            segment.rr_samples.append(r_index - segment.last_r_index)
+        segment.last_r_index = r_index
         segment.last_beat_energy_index = candidate.energy_index
         segment.last_slope = candidate.slope
         segment.low_threshold = False
@@ -549,8 +633,59 @@ class RPeakDetector:
         segment.deadline = candidate.energy_index + self._searchback_samples(segment)
         # Beats of the learning phase are only decided when it ends.
         decided = max(decision_index, segment.learning_end - 1)
-        r_time_s = self._buffer.value(_ROW_T, candidate.r_index)
-        found.append((candidate.r_index, r_time_s, self._buffer.value(_ROW_T, decided) - r_time_s))
+        r_time_s = self._buffer.value(_ROW_T, r_index)
+        delay_s = self._buffer.value(_ROW_T, decided) - r_time_s
+        found.append((r_index, r_time_s, delay_s, self._similarity(segment, r_index)))
+
+    def _similarity(self, segment: _Segment, r_index: int) -> float:
+        """Correlate the beat's QRS with the segment template and update the template."""
+        c = self._config
+        half = self._samples(c.template_s)
+        start = r_index - half
+        if start < segment.start:
+            return np.nan
+        # A fresh copy: results must not depend on where the window sits in the buffer.
+        qrs = np.array(self._buffer.view(_ROW_X, start, r_index + half + 1))
+        qrs -= np.mean(qrs)
+        if segment.template is None:
+            segment.template = qrs
+            return np.nan
+        similarity = _similarity(qrs, segment.template, c.template_max_amplitude_ratio)
+        if similarity >= c.template_min_correlation:
+            segment.template = _blend(segment.template, qrs, c.template_weight)
+            segment.alternative = None
+            return similarity
+        # A lasting morphology change (electrode moved, new rhythm) shows as dissimilar beats
+        # that resemble each other; noise does not, so only the former replaces the template.
+        alternative = segment.alternative
+        if (
+            alternative is not None
+            and _similarity(qrs, alternative, c.template_max_amplitude_ratio)
+            >= c.template_min_correlation
+        ):
+            segment.alternative = _blend(alternative, qrs, c.template_weight)
+            segment.alternative_count += 1
+        else:
+            segment.alternative = qrs
+            segment.alternative_count = 1
+        if segment.alternative_count >= c.template_relearn_beats:
+            segment.template, segment.alternative = segment.alternative, None
+        return similarity
+
+
+def _similarity(qrs: FloatArray, template: FloatArray, max_amplitude_ratio: float) -> float:
+    """Pearson correlation of two zero-mean windows; 0 if one is flat or their amplitudes
+    differ by more than ``max_amplitude_ratio``."""
+    energy_qrs, energy_template = float(np.sum(qrs * qrs)), float(np.sum(template * template))
+    if not (energy_qrs > 0 and energy_template > 0):
+        return 0.0
+    if not (max_amplitude_ratio**-2 <= energy_qrs / energy_template <= max_amplitude_ratio**2):
+        return 0.0
+    return float(np.sum(qrs * template)) / float(np.sqrt(energy_qrs * energy_template))
+
+
+def _blend(template: FloatArray, qrs: FloatArray, weight: float) -> FloatArray:
+    return (1.0 - weight) * template + weight * qrs
 
 
 def detect_r_peaks(

@@ -1,0 +1,575 @@
+"""The streaming ECG chain: R peaks -> corrected inter-beat intervals -> heart rate on the grid.
+
+:class:`HeartRateProcessor` runs :class:`~dsp.ecg.RPeakDetector`, corrects the beat series
+with a causal variant of Lipponen & Tarvainen 2019 (J Med Eng Technol 43(3):173-181), and
+emits heart rate on the analysis grid ``t_k = k / grid_hz`` with a validity flag and a reason
+for every invalid sample, so downstream code can withhold synchrony.
+
+Beat correction (one beat of look-ahead, trailing windows instead of centred ones): for beat
+``b_j`` with incoming interval ``rr_j`` and outgoing ``rr_{j+1}``,
+
+* ``dRR_j = rr_{j+1} - rr_j`` is normalised by ``Th1 = 5.2 * QD(|dRR|)`` over the last 91
+  beats; an *ectopic* beat is a large ``dRR_j`` with an opposite previous ``dRR_{j-1}`` (the
+  paper's S11/S12 rule with c1 = 0.13, c2 = 0.17, using only the past neighbour) and is moved
+  to the middle of its neighbours (the paper interpolates it);
+* ``mRR_j = rr_j - median(last 11 rr)`` (doubled when negative) normalised by
+  ``Th2 = 5.2 * QD(|mRR|)``; ``|mRR| > 3`` marks a long/short interval, which is a *missed*
+  beat if ``|rr_j / 2 - median| < Th2`` (a beat is inserted in the middle), an *extra* beat if
+  ``|rr_j + rr_{j+1} - median| < Th2`` (``b_j`` is removed), and otherwise an artefact (its
+  heart-rate value is dropped and bridged by interpolation).
+
+Heart rate is linearly interpolated between the good beats' instantaneous values
+(``60 / IBI`` at each beat) onto the grid, but only across spans of at most
+``max_bridge_s`` within one continuous segment; everything else is emitted invalid.
+
+Quality flags come from the raw signal in a window around each grid time (flat line or
+lead-off, saturation, unusable samples, gaps) and from the beats (implausible heart rate,
+artefact, no beats). Grid samples are emitted once nothing can change them: valid ones when the
+next good beat is final, invalid ones as soon as that is certain, so output never stalls.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp.ecg import (
+    ContinuityTracker,
+    RPeakConfig,
+    RPeakDetector,
+    check_chunk,
+    usable_samples,
+)
+from dsp.exceptions import ConfigError
+from dsp.types import BoolArray, FloatArray, GridSamples
+
+# Lipponen & Tarvainen 2019 constants.
+_THRESHOLD_FACTOR = 5.2
+_C1, _C2 = 0.13, 0.17
+_LONG_SHORT_LIMIT = 3.0
+_MIN_HISTORY = 5  # intervals needed before the quartile-deviation thresholds mean anything
+
+
+class HrReason(StrEnum):
+    """Why a heart-rate grid sample is invalid (shown to users: no physiological values)."""
+
+    GAP = "gap"  # no samples arrived around this time
+    INVALID_SAMPLES = "invalid_samples"  # NaN/inf/out-of-range samples
+    FLAT_LINE = "flat_line"  # lead-off or disconnected electrode
+    SATURATION = "saturation"  # amplifier clipping
+    IMPLAUSIBLE_HR = "implausible_hr"
+    ARTEFACT = "artefact"  # beats the correction could not repair
+    NO_BEATS = "no_beats"  # no usable beats (start, restart after a break, asystole-like)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartRateConfig:
+    """Parameters of :class:`HeartRateProcessor`."""
+
+    detector: RPeakConfig = field(default_factory=RPeakConfig)
+    min_hr_bpm: float = 30.0
+    """Lower plausibility bound (sinus bradycardia in athletes rarely goes below ~35 bpm)."""
+    max_hr_bpm: float = 220.0
+    """Upper plausibility bound (age-predicted maximum 208 - 0.7 * age, Tanaka et al. 2001)."""
+    history_beats: int = 91
+    """Trailing window of the quartile-deviation thresholds (Lipponen & Tarvainen 2019: 91)."""
+    median_beats: int = 11
+    """Trailing window of the median interval (Lipponen & Tarvainen 2019: 11)."""
+    min_threshold_s: float = 0.04
+    """Floor of Th1/Th2 so a very regular series (quartile deviation ~0) does not flag every
+    small change (ours; 40 ms is below the beat-to-beat change of any artefact of interest)."""
+    irregular_window_beats: int = 8
+    """Trailing window (beats) of the artefact-density check."""
+    max_irregular_beats: int = 2
+    """More corrected or dissimilar beats than this in the window means the stretch is noise,
+    not isolated ectopy: its heart rate is withheld (ours; isolated ectopic beats pass)."""
+    max_bridge_s: float = 3.0
+    """Longest span between two good beats that is bridged by interpolation (about two missing
+    or corrected beats at rest)."""
+    quality_window_s: float = 2.0
+    """Raw-signal window centred on each grid time used for flat-line and saturation checks."""
+    flat_ptp_mv: float = 0.1
+    """Peak-to-peak below this over the window is a flat line / lead-off (a QRS is >= ~0.3 mV)."""
+    saturation_fraction: float = 0.05
+    """Fraction of window samples pinned exactly at the window's extreme that means clipping
+    (a clean ECG touches its extreme with a sample or two per beat, well under 5 %)."""
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.min_hr_bpm < self.max_hr_bpm <= 400.0):
+            raise ConfigError(
+                f"need 0 < min_hr_bpm < max_hr_bpm <= 400, got {self.min_hr_bpm!r}, "
+                f"{self.max_hr_bpm!r}",
+                key="min_hr_bpm",
+            )
+        positive = {
+            "min_threshold_s": self.min_threshold_s,
+            "max_bridge_s": self.max_bridge_s,
+            "quality_window_s": self.quality_window_s,
+            "flat_ptp_mv": self.flat_ptp_mv,
+        }
+        for key, value in positive.items():
+            if not (np.isfinite(value) and value > 0):
+                raise ConfigError(f"{key}={value!r} must be finite and > 0", key=key)
+        for key, count in (
+            ("history_beats", self.history_beats),
+            ("median_beats", self.median_beats),
+        ):
+            if not (isinstance(count, int) and count >= _MIN_HISTORY):
+                raise ConfigError(f"{key}={count!r} must be an integer >= {_MIN_HISTORY}", key=key)
+        if not (
+            isinstance(self.irregular_window_beats, int)
+            and 0 <= self.max_irregular_beats < self.irregular_window_beats
+        ):
+            raise ConfigError(
+                f"need 0 <= max_irregular_beats < irregular_window_beats (integers), got "
+                f"{self.max_irregular_beats!r}, {self.irregular_window_beats!r}",
+                key="max_irregular_beats",
+            )
+        if not (0.0 < self.saturation_fraction < 1.0):
+            raise ConfigError(
+                f"saturation_fraction={self.saturation_fraction!r} must be in (0, 1)",
+                key="saturation_fraction",
+            )
+
+
+class HeartRateOutput(NamedTuple):
+    """What became final during one :meth:`HeartRateProcessor.push`.
+
+    ``hr``: heart rate (bpm) on the grid, ``valid=False`` (and ``values`` NaN) where flagged;
+    ``reasons``: per grid sample, ``None`` when valid, else the :class:`HrReason`;
+    ``beats_t_s`` / ``ibi_s`` / ``ibi_valid``: corrected beats, the interval ending at each,
+    and whether that interval was usable.
+    """
+
+    hr: GridSamples
+    reasons: tuple[HrReason | None, ...]
+    beats_t_s: FloatArray
+    ibi_s: FloatArray
+    ibi_valid: BoolArray
+
+
+class _Point(NamedTuple):
+    """A corrected beat with the heart rate of the interval ending at it."""
+
+    t_s: float
+    ibi_s: float
+    reason: HrReason | None  # None: usable
+
+
+def _quartile_deviation(values: deque[float]) -> float:
+    q1, q3 = np.percentile(np.fromiter(values, dtype=np.float64), [25.0, 75.0])
+    return float(q3 - q1) / 2.0
+
+
+class BeatCorrector:
+    """Causal Lipponen & Tarvainen 2019 correction of one continuous beat series.
+
+    :meth:`add` takes raw beat times in order and returns the corrected beats that became
+    final (each needs the next raw beat). :attr:`anchor_s` is the last final beat: no corrected
+    beat earlier than it can appear any more.
+    """
+
+    __slots__ = (
+        "_abs_drr",
+        "_abs_mrr",
+        "_anchor_similar",
+        "_config",
+        "_irregular",
+        "_last_drr",
+        "_pending",
+        "_pending_similar",
+        "_rr",
+        "anchor_s",
+    )
+
+    def __init__(self, config: HeartRateConfig) -> None:
+        self._config = config
+        self.anchor_s: float | None = None
+        self._pending: float | None = None  # raw beat awaiting its successor
+        # Whether the anchor / pending beat looked like the QRS template (interpolated beats do).
+        self._anchor_similar = True
+        self._pending_similar = True
+        self._rr: deque[float] = deque(maxlen=config.median_beats)
+        self._abs_drr: deque[float] = deque(maxlen=config.history_beats)
+        self._abs_mrr: deque[float] = deque(maxlen=config.history_beats)
+        self._last_drr = 0.0
+        self._irregular: deque[bool] = deque(maxlen=config.irregular_window_beats)
+
+    @property
+    def pending_s(self) -> float | None:
+        """The raw beat waiting for its successor, if any."""
+        return self._pending
+
+    def add(self, beat_s: float, *, similar: bool) -> list[_Point]:
+        """Add the next raw beat; ``similar``: its QRS matches the template (or is unknown)."""
+        if self.anchor_s is None:
+            self.anchor_s = beat_s
+            self._anchor_similar = similar
+            return []
+        if self._pending is None:
+            self._pending = beat_s
+            self._pending_similar = similar
+            return []
+        points = self._decide(self.anchor_s, self._pending, beat_s)
+        self._pending_similar = similar
+        return points
+
+    def _decide(self, anchor_s: float, beat_s: float, next_s: float) -> list[_Point]:
+        rr = beat_s - anchor_s
+        rr_next = next_s - beat_s
+        drr = rr_next - rr
+        median_rr = float(np.median(np.fromiter(self._rr, dtype=np.float64))) if self._rr else rr
+        mrr = rr - median_rr
+        mrr = 2.0 * mrr if mrr < 0 else mrr  # the paper doubles negative deviations
+        # Intervals measured from a noise-like beat are not trusted (Li et al. 2008 bSQI idea).
+        measured = None if self._anchor_similar and self._pending_similar else HrReason.ARTEFACT
+        points = self._classify(anchor_s, beat_s, next_s, drr, mrr, median_rr, measured)
+        # Thresholds come from the past only (causal), so update them after classifying.
+        self._abs_drr.append(abs(drr))
+        self._abs_mrr.append(abs(mrr))
+        regular = points is not None and points == [_Point(beat_s, rr, None)]
+        self._irregular.append(not regular)
+        if points is not None and sum(self._irregular) > self._config.max_irregular_beats:
+            points = [p._replace(reason=p.reason or HrReason.ARTEFACT) for p in points]
+        if points is None:
+            # Extra beat: forget it; the next raw beat is judged against the same anchor.
+            self._pending = next_s
+            return []
+        self._last_drr = (next_s - points[-1].t_s) - points[-1].ibi_s
+        self._anchor_similar = points[-1].t_s != beat_s or self._pending_similar
+        self.anchor_s = points[-1].t_s
+        self._pending = next_s
+        return points
+
+    def _classify(
+        self,
+        anchor_s: float,
+        beat_s: float,
+        next_s: float,
+        drr: float,
+        mrr: float,
+        median_rr: float,
+        measured: HrReason | None,
+    ) -> list[_Point] | None:
+        rr = beat_s - anchor_s
+        if min(len(self._rr), len(self._abs_drr)) < _MIN_HISTORY:
+            return [self._point(beat_s, rr, measured)]
+        floor = self._config.min_threshold_s
+        th1 = max(floor, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_drr))
+        th2 = max(floor, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_mrr))
+        s11, s12 = drr / th1, self._last_drr / th1
+        ectopic = (s11 > 1 and s12 < -_C1 * s11 - _C2) or (s11 < -1 and s12 > -_C1 * s11 + _C2)
+        # Beats are only moved within a bridgeable span (bounds how far back output can change).
+        if ectopic and next_s - anchor_s <= self._config.max_bridge_s:
+            middle_s = 0.5 * (anchor_s + next_s)  # ectopic: interpolate the beat time
+            return [self._point(middle_s, middle_s - anchor_s, None)]
+        if abs(mrr / th2) <= _LONG_SHORT_LIMIT:
+            return [self._point(beat_s, rr, measured)]
+        if abs(rr / 2.0 - median_rr) < th2 and rr <= self._config.max_bridge_s:
+            half_s = rr / 2.0  # missed beat: insert one in the middle
+            return [
+                self._point(anchor_s + half_s, half_s, measured),
+                self._point(beat_s, half_s, measured),
+            ]
+        if abs(rr + (next_s - beat_s) - median_rr) < th2:
+            return None
+        return [self._point(beat_s, rr, HrReason.ARTEFACT)]
+
+    def _point(self, t_s: float, ibi_s: float, reason: HrReason | None) -> _Point:
+        if reason is None:
+            hr_bpm = 60.0 / ibi_s
+            if self._config.min_hr_bpm <= hr_bpm <= self._config.max_hr_bpm:
+                self._rr.append(ibi_s)
+            else:
+                reason = HrReason.IMPLAUSIBLE_HR
+        return _Point(t_s, ibi_s, reason)
+
+
+# Columns of the per-cell raw statistics (a cell is the 1/grid_hz interval centred on t_k).
+_N, _N_BAD, _MIN, _MAX, _AT_MIN, _AT_MAX = range(6)
+_EMPTY_CELL = np.array([0.0, 0.0, np.inf, -np.inf, 0.0, 0.0])
+
+
+def _merge(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Exact statistics of the union of two sample sets."""
+    merged = a + b
+    merged[_MIN] = min(a[_MIN], b[_MIN])
+    merged[_MAX] = max(a[_MAX], b[_MAX])
+    merged[_AT_MIN] = (a[_AT_MIN] if a[_MIN] == merged[_MIN] else 0.0) + (
+        b[_AT_MIN] if b[_MIN] == merged[_MIN] else 0.0
+    )
+    merged[_AT_MAX] = (a[_AT_MAX] if a[_MAX] == merged[_MAX] else 0.0) + (
+        b[_AT_MAX] if b[_MAX] == merged[_MAX] else 0.0
+    )
+    return merged
+
+
+class _RawQuality:
+    """Raw-signal quality per grid time from exact per-cell statistics.
+
+    Cell ``k`` holds the samples with ``t`` in ``[(k - 0.5) / grid_hz, (k + 0.5) / grid_hz)``;
+    minimum, maximum and counts combine exactly, so the result does not depend on chunking.
+    The quality of grid time ``k`` is known once cell ``k + half`` is complete, i.e. once a
+    sample of a later cell arrived.
+    """
+
+    __slots__ = ("_config", "_grid_hz", "_half", "_next_k", "_open", "_window")
+
+    def __init__(self, config: HeartRateConfig, grid_hz: float) -> None:
+        self._config = config
+        self._grid_hz = grid_hz
+        self._half = max(1, round(0.5 * config.quality_window_s * grid_hz))
+        self._window: deque[FloatArray] = deque(maxlen=2 * self._half + 1)
+        self._open: tuple[int, FloatArray] | None = None  # newest, still incomplete cell
+        self._next_k: int | None = None  # first grid index whose quality is not known yet
+
+    def push(self, t_s: FloatArray, x_mv: FloatArray) -> tuple[int, list[HrReason | None]]:
+        """Add samples; return the first grid index and the reasons (None = good) of the grid
+        points whose quality became known."""
+        if t_s.shape[0] == 0:
+            return (self._next_k or 0), []
+        cell_of = np.floor(t_s * self._grid_hz + 0.5).astype(np.int64)
+        if self._next_k is None:
+            self._next_k = int(cell_of[0])
+            # Cells before the first sample do not exist: they count as empty neighbours.
+            self._window.extend([_EMPTY_CELL] * self._half)
+        first_k = self._next_k
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(cell_of)) + 1))
+        stats = self._cell_stats(x_mv, starts)
+        reasons: list[HrReason | None] = []
+        for position, start in enumerate(starts):
+            k = int(cell_of[start])
+            if self._open is not None and self._open[0] == k:
+                self._open = (k, _merge(self._open[1], stats[:, position]))
+                continue
+            if self._open is not None:
+                open_k, open_stats = self._open
+                self._close(open_stats, reasons)
+                for _ in range(k - open_k - 1):  # cells without any sample
+                    self._close(_EMPTY_CELL, reasons)
+            self._open = (k, stats[:, position].copy())
+        return first_k, reasons
+
+    def _cell_stats(self, x_mv: FloatArray, starts: npt.NDArray[np.intp]) -> FloatArray:
+        usable = usable_samples(x_mv, self._config.detector.max_abs_mv)
+        counts = np.diff(np.append(starts, x_mv.shape[0]))
+        stats = np.empty((6, starts.shape[0]), dtype=np.float64)
+        stats[_N] = counts
+        stats[_N_BAD] = np.add.reduceat(~usable, starts)
+        stats[_MIN] = np.minimum.reduceat(np.where(usable, x_mv, np.inf), starts)
+        stats[_MAX] = np.maximum.reduceat(np.where(usable, x_mv, -np.inf), starts)
+        stats[_AT_MIN] = np.add.reduceat(usable & (x_mv == np.repeat(stats[_MIN], counts)), starts)
+        stats[_AT_MAX] = np.add.reduceat(usable & (x_mv == np.repeat(stats[_MAX], counts)), starts)
+        return stats
+
+    def _close(self, stats: FloatArray, reasons: list[HrReason | None]) -> None:
+        self._window.append(stats)
+        if len(self._window) == self._window.maxlen:
+            reasons.append(self._judge(np.stack(self._window)))
+            assert self._next_k is not None
+            self._next_k += 1
+
+    def _judge(self, cells: FloatArray) -> HrReason | None:
+        middle = cells[self._half]
+        if middle[_N] == 0:
+            return HrReason.GAP
+        if middle[_N_BAD] > 0:
+            return HrReason.INVALID_SAMPLES
+        highest, lowest = float(np.max(cells[:, _MAX])), float(np.min(cells[:, _MIN]))
+        if highest - lowest < self._config.flat_ptp_mv:
+            return HrReason.FLAT_LINE
+        n_usable = float(np.sum(cells[:, _N] - cells[:, _N_BAD]))
+        pinned = np.sum(cells[cells[:, _MAX] == highest, _AT_MAX]) + np.sum(
+            cells[cells[:, _MIN] == lowest, _AT_MIN]
+        )
+        if pinned >= self._config.saturation_fraction * n_usable:
+            return HrReason.SATURATION
+        return None
+
+
+class _GridPoint(NamedTuple):
+    t_s: float
+    hr_bpm: float
+    reason: HrReason | None
+    segment: int
+
+
+class HeartRateProcessor:
+    """The whole causal ECG chain for one person: raw ECG chunks in, heart rate on the grid out.
+
+    ``push(timestamps_s, values_mv)`` accepts any chunk size (including 0) and returns what
+    became final; the output does not depend on the chunking. Timestamps must strictly
+    increase (else :class:`~dsp.exceptions.SignalError`, nothing is consumed). Grid samples lag
+    the newest input by the beat look-ahead (about two beats plus the detection delay) when the
+    signal is good, and by about ``quality_window_s / 2`` where the raw signal is bad.
+    """
+
+    __slots__ = (
+        "_config",
+        "_continuity",
+        "_corrector",
+        "_detector",
+        "_grid_hz",
+        "_next_k",
+        "_points",
+        "_quality",
+        "_quality_reasons",
+        "_segment",
+        "_segment_starts_s",
+    )
+
+    def __init__(
+        self,
+        fs_hz: float,
+        *,
+        grid_hz: float = 4.0,
+        config: HeartRateConfig = HeartRateConfig(),
+    ) -> None:
+        if not (np.isfinite(grid_hz) and 0.5 <= grid_hz <= 50.0):
+            raise ConfigError(f"grid_hz={grid_hz!r} must be within 0.5..50 Hz", key="grid_hz")
+        self._config = config
+        self._grid_hz = float(grid_hz)
+        self._detector = RPeakDetector(fs_hz, config=config.detector)
+        self._continuity = ContinuityTracker(max_gap_s=config.detector.max_gap_intervals / fs_hz)
+        self._quality = _RawQuality(config, self._grid_hz)
+        self._quality_reasons: deque[HrReason | None] = deque()
+        self._next_k: int | None = None
+        self._segment = 0
+        self._segment_starts_s: deque[float] = deque()
+        self._corrector = BeatCorrector(config)
+        # Corrected beats still needed to interpolate grid points not emitted yet.
+        self._points: deque[_GridPoint] = deque()
+
+    @property
+    def detector(self) -> RPeakDetector:
+        """The R-peak detector (for its ``max_delay_s``)."""
+        return self._detector
+
+    @property
+    def grid_hz(self) -> float:
+        return self._grid_hz
+
+    def push(self, timestamps_s: npt.ArrayLike, values_mv: npt.ArrayLike) -> HeartRateOutput:
+        """Process one chunk and return the grid samples and beats that became final."""
+        t, x = check_chunk(timestamps_s, values_mv)
+        peaks = self._detector.push(t, x)  # validates the timestamps before any state changes
+        runs, _ = self._continuity.split(t, usable_samples(x, self._config.detector.max_abs_mv))
+        self._segment_starts_s.extend(float(t[run.start]) for run in runs if run.new_segment)
+        new_points: list[_GridPoint] = []
+        min_similarity = self._config.detector.template_min_correlation
+        for beat_s, similarity in zip(peaks.times_s, peaks.similarity, strict=True):
+            self._enter_segments_before(float(beat_s))
+            similar = bool(np.isnan(similarity) or similarity >= min_similarity)
+            for point in self._corrector.add(float(beat_s), similar=similar):
+                grid_point = _GridPoint(point.t_s, 60.0 / point.ibi_s, point.reason, self._segment)
+                new_points.append(grid_point)
+                self._points.append(grid_point)
+        final_through_s = self._detector.final_through_s
+        self._enter_segments_before(final_through_s)
+        first_k, reasons = self._quality.push(t, x)
+        if self._next_k is None and reasons:
+            self._next_k = first_k
+        self._quality_reasons.extend(reasons)
+        hr = self._emit(self._points_final_through(final_through_s))
+        return HeartRateOutput(
+            hr=hr[0],
+            reasons=hr[1],
+            beats_t_s=np.array([p.t_s for p in new_points], dtype=np.float64),
+            ibi_s=np.array([60.0 / p.hr_bpm for p in new_points], dtype=np.float64),
+            ibi_valid=np.array([p.reason is None for p in new_points], dtype=np.bool_),
+        )
+
+    def _enter_segments_before(self, t_s: float) -> None:
+        """Start a new beat series for every segment break at or before ``t_s``."""
+        while self._segment_starts_s and self._segment_starts_s[0] <= t_s:
+            self._segment_starts_s.popleft()
+            self._segment += 1
+            self._corrector = BeatCorrector(self._config)
+
+    def _points_final_through(self, detector_final_s: float) -> float:
+        """No corrected beat earlier than this can appear any more.
+
+        Corrections only move or insert beats between the last final beat (anchor) and a
+        later raw beat, and only over spans <= max_bridge_s, hence this bound.
+        """
+        anchor_s = self._corrector.anchor_s
+        if anchor_s is None:
+            return detector_final_s
+        limit_s = detector_final_s
+        pending_s = self._corrector.pending_s
+        if pending_s is not None:
+            limit_s = min(limit_s, pending_s)
+        if limit_s - anchor_s > self._config.max_bridge_s:
+            return limit_s
+        return anchor_s + 0.5 * max(0.0, limit_s - anchor_s)
+
+    def _emit(self, final_through_s: float) -> tuple[GridSamples, tuple[HrReason | None, ...]]:
+        ks: list[int] = []
+        values: list[float] = []
+        reasons: list[HrReason | None] = []
+        while self._quality_reasons and self._next_k is not None:
+            k = self._next_k
+            t_s = k / self._grid_hz
+            decided = self._decide(t_s, self._quality_reasons[0], final_through_s)
+            if decided is None:
+                break
+            self._quality_reasons.popleft()
+            ks.append(k)
+            values.append(decided[0])
+            reasons.append(decided[1])
+            self._next_k = k + 1
+            self._prune(t_s)
+        if not ks:
+            return GridSamples.empty(), ()
+        k_array = np.asarray(ks, dtype=np.int64)
+        value_array = np.asarray(values, dtype=np.float64)
+        samples = GridSamples(
+            t_s=k_array / self._grid_hz,
+            values=value_array,
+            valid=~np.isnan(value_array),
+        )
+        return samples, tuple(reasons)
+
+    def _decide(
+        self, t_s: float, quality: HrReason | None, final_through_s: float
+    ) -> tuple[float, HrReason | None] | None:
+        """(hr_bpm or NaN, reason) of grid time ``t_s``, or None if not final yet."""
+        if quality is not None:
+            return np.nan, quality
+        before = next(
+            (p for p in reversed(self._points) if p.t_s <= t_s and p.reason is None), None
+        )
+        after = next((p for p in self._points if p.t_s > t_s and p.reason is None), None)
+        bridge_s = self._config.max_bridge_s
+        if after is None:
+            if t_s > final_through_s:
+                return None
+            if (
+                before is not None
+                and before.segment == self._segment
+                and final_through_s - before.t_s <= bridge_s
+            ):
+                return None
+            return np.nan, self._beat_reason(t_s, before)
+        if before is None or before.segment != after.segment or after.t_s - before.t_s > bridge_s:
+            return np.nan, self._beat_reason(t_s, before)
+        weight = (t_s - before.t_s) / (after.t_s - before.t_s)
+        return before.hr_bpm + weight * (after.hr_bpm - before.hr_bpm), None
+
+    def _beat_reason(self, t_s: float, before: _GridPoint | None) -> HrReason:
+        since_s = max(t_s - self._config.max_bridge_s, -np.inf if before is None else before.t_s)
+        bad = {p.reason for p in self._points if since_s < p.t_s <= t_s and p.reason is not None}
+        if HrReason.IMPLAUSIBLE_HR in bad:
+            return HrReason.IMPLAUSIBLE_HR
+        return HrReason.ARTEFACT if bad else HrReason.NO_BEATS
+
+    def _prune(self, emitted_t_s: float) -> None:
+        """Forget beats no later grid point can use (keeps memory bounded)."""
+        horizon_s = emitted_t_s - self._config.max_bridge_s
+        while len(self._points) > 1 and self._points[1].t_s <= horizon_s:
+            self._points.popleft()
