@@ -192,6 +192,7 @@ class EpisodeTracker:
         "_entry_leader",
         "_entry_onset_s",
         "_exit",
+        "_last_end_onset_s",
         "_leaders",
         "_n_exits",
         "_state",
@@ -209,6 +210,7 @@ class EpisodeTracker:
         self._exit = _Streak()  # inside an episode: z < z_exit
         self._entry_leader = ""
         self._entry_onset_s = math.nan
+        self._last_end_onset_s = -math.inf
         self._leaders: list[str] = []
         self._durations_s: list[float] = []
         self._n_exits = 0
@@ -267,6 +269,9 @@ class EpisodeTracker:
         return events
 
     def _start(self, state: EpisodeState, t_s: float, onset_s: float, leader: str) -> EpisodeEvent:
+        # The rise may have begun before the previous episode's estimated end: episodes
+        # never overlap.
+        onset_s = max(onset_s, self._last_end_onset_s)
         self._state = state
         self._entry_leader = leader
         self._entry_onset_s = onset_s
@@ -279,6 +284,7 @@ class EpisodeTracker:
     def _end(self, t_s: float, onset_s: float, *, reason: str) -> EpisodeEvent:
         state = self._state
         self._durations_s.append(onset_s - self._entry_onset_s)
+        self._last_end_onset_s = onset_s
         self._n_exits += 1
         self._state = EpisodeState.DECOUPLED
         self._exit.extend(False, t_s, onset_s)
