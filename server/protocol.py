@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from dsp.exceptions import ProtocolError
+from dsp.synchrony import EpisodeEvent, SyncUpdate
 
 PROTOCOL_VERSION = 1
 # Clients only send tiny control messages; anything bigger is abuse or a bug.
 MAX_CLIENT_MESSAGE_BYTES = 4096
-LAG_CONVENTION = "positive lag = client follows therapist"
+
 
 Message = dict[str, Any]
 
@@ -99,3 +100,35 @@ class MessageFactory:
 
     def error(self, code: str, detail: str) -> Message:
         return self("error", code=code, detail=detail)
+
+
+def sync_fields(update: SyncUpdate) -> dict[str, Any]:
+    """The protocol's ``sync`` fields for one engine update (names in docs/protocol.md)."""
+    return {
+        "estimate": update.estimate_valid,
+        "reason": update.reason or None,
+        "r": update.r_lag0,
+        "z": update.peak_z,
+        "z_lag0": update.z_lag0,
+        "trough_z": update.trough_z,
+        "best_lag_s": update.best_lag_s,
+        "leader": update.leader or None,
+        "null_z": update.surrogate_z,
+        "p": update.p_value,
+        "anti_null_z": update.anti_surrogate_z,
+        "anti_p": update.anti_p_value,
+        "concordance": update.concordance,
+        "state": update.state or None,
+        "window_center_s": update.window_center_s,
+    }
+
+
+def episode_fields(event: EpisodeEvent) -> dict[str, Any]:
+    """The protocol's ``episode`` fields for one engine event."""
+    return {
+        "event": event.kind.value,
+        "state": event.state.value,
+        "leader": event.leader or None,
+        "onset_s": event.onset_s,
+        "reason": event.reason or None,
+    }

@@ -49,7 +49,7 @@ class PersonProfile:
     rsa_bpm: float = 2.0
     breathing_hz: float = 0.25
     tonic_scl_us: float = 5.0
-    scl_gain_us: float = 0.4
+    scl_gain_us: float = 0.8
     scr_rate_per_s: float = 0.05
     r_amplitude_mv: float = 1.2
 

@@ -1,0 +1,64 @@
+"""Bad input at the command line gives one clear message and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DYADSYNC, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_malformed_scenario_names_file_key_and_allowed_values(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(
+        "[scenario]\nduration_s = 120\n\n"
+        '[[episode]]\nstart_s = 10\nend_s = 60\ncoupling = 0.8\nleader = "supervisor"\n'
+    )
+    result = run_cli("demo", "--scenario", str(scenario), "--no-browser", "--duration", "1")
+    assert result.returncode == 2
+    assert str(scenario) in result.stderr
+    assert "episode[0].leader" in result.stderr
+    assert "'supervisor'" in result.stderr
+    assert "client, therapist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scenario_that_is_not_toml_is_reported(tmp_path: Path) -> None:
+    scenario = tmp_path / "broken.toml"
+    scenario.write_text("[scenario\nduration_s = ")
+    result = run_cli("simulate", "--scenario", str(scenario), "--duration", "1")
+    assert result.returncode == 2
+    assert "not valid TOML" in result.stderr and str(scenario) in result.stderr
+
+
+def test_missing_stream_names_it_and_says_how_to_start_the_simulator(tmp_path: Path) -> None:
+    prefix = f"absent-{uuid.uuid4().hex[:8]}"
+    session = tmp_path / "session.toml"
+    session.write_text(
+        f'[session]\nroom = "room-1"\nsignals = ["ecg"]\n\n'
+        f'[therapist.ecg]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-therapist-ecg"\n\n'
+        f'[client.ecg]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-client-ecg"\n'
+    )
+    result = run_cli("run", str(session), "--wait", "1", "--duration", "1")
+    assert result.returncode == 1, result.stderr
+    assert f"{prefix}-therapist-ecg" in result.stderr
+    assert "dyadsync simulate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_exposed_bind_without_token_is_refused_before_starting() -> None:
+    result = run_cli("demo", "--host", "0.0.0.0", "--no-browser", "--duration", "1")
+    assert result.returncode == 2
+    assert "token" in result.stderr
