@@ -1,0 +1,217 @@
+"""SynchronyEngine: chunk invariance, quality gating, lag convention, garbage input, config."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsp.exceptions import ConfigError, SignalError
+from dsp.significance import SurrogateConfig
+from dsp.synchrony import LAG_CONVENTION, Reason, SynchronyConfig, SynchronyEngine, SynchronyOutput
+from dsp.types import FloatArray
+
+GRID_HZ = 4.0
+# Small windows so surrogates are available after ~40 s and tests stay fast.
+SMALL = SynchronyConfig(
+    window_s=10.0,
+    lag_s=2.0,
+    surrogates=SurrogateConfig(n_surrogates=19, min_shift_s=6.0, history_s=40.0),
+)
+SMALL_SPAN_N = 48  # (10 s + 2 s) * 4 Hz
+
+
+def ar1(rng: np.random.Generator, n: int, *, tau_n: float = 8.0) -> FloatArray:
+    decay = math.exp(-1.0 / tau_n)
+    x = np.empty(n)
+    x[0] = rng.normal()
+    noise = rng.normal(size=n) * math.sqrt(1 - decay**2)
+    for i in range(1, n):
+        x[i] = decay * x[i - 1] + noise[i]
+    return x
+
+
+def dyad(seed: int, n: int, *, delay_n: int = 8, coupling: float = 0.9) -> tuple[FloatArray, ...]:
+    """Therapist AR(1) 'heart rate'; client partly copies it ``delay_n`` samples later."""
+    rng = np.random.default_rng(seed)
+    therapist = ar1(rng, n + delay_n)
+    own = ar1(rng, n)
+    client = coupling * therapist[:n] + math.sqrt(1 - coupling**2) * own
+    return 70 + 5 * therapist[delay_n:], 80 + 5 * client
+
+
+def run(engine: SynchronyEngine, k: np.ndarray, a: FloatArray, b: FloatArray, ok: np.ndarray):
+    return engine.push(t_s=k / GRID_HZ, therapist=a, client=b, valid=ok)
+
+
+def as_dicts(outputs: list[SynchronyOutput]) -> tuple[list[dict], list[dict]]:
+    updates = [u.to_dict() for out in outputs for u in out.updates]
+    events = [e.to_dict() for out in outputs for e in out.events]
+    return updates, events
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(0, 900), max_size=25))
+def test_output_does_not_depend_on_chunking(seed: int, cuts: list[int]) -> None:
+    rng = np.random.default_rng(seed)
+    n = 900
+    a, b = dyad(seed, n)
+    k = np.arange(n) + 4000
+    keep = np.ones(n, dtype=bool)
+    keep[rng.integers(0, n, 3)] = False  # single missing grid samples (gaps)
+    keep[500:530] = False  # a longer gap
+    ok = rng.uniform(size=n) > 0.005
+    a[rng.integers(0, n, 2)] = np.nan
+    k, a, b, ok = k[keep], a[keep], b[keep], ok[keep]
+    whole = as_dicts([run(SynchronyEngine(GRID_HZ, config=SMALL), k, a, b, ok)])
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    edges = [0, *sorted({c % (k.size + 1) for c in cuts}), k.size]
+    parts = [
+        run(engine, k[lo:hi], a[lo:hi], b[lo:hi], ok[lo:hi]) for lo, hi in itertools.pairwise(edges)
+    ]
+    assert as_dicts(parts) == whole
+    assert len(whole[0]) == int(np.sum(k % 4 == 0))
+
+
+def test_quality_gating_reasons() -> None:
+    n = 1200
+    a, b = dyad(1, n)
+    k = np.arange(n)
+    ok = np.ones(n, dtype=bool)
+    ok[700] = False  # flagged by the DSP
+    b[900] = np.inf  # garbage value
+    keep = (k < 400) | (k >= 410)  # 10 grid samples never arrived
+    out = run(SynchronyEngine(GRID_HZ, config=SMALL), k[keep], a[keep], b[keep], ok[keep])
+    reason = {round(u.t_s * GRID_HZ): u.reason for u in out.updates}
+    valid = {round(u.t_s * GRID_HZ): u.estimate_valid for u in out.updates}
+    first_full = SMALL_SPAN_N - 1  # window [k - 47, k] needs k >= 47
+
+    def window_touches(index: int, k_end: int) -> bool:
+        return k_end - SMALL_SPAN_N + 1 <= index <= k_end
+
+    for k_end in reason:
+        if k_end < first_full:
+            assert reason[k_end] == Reason.WARMING_UP and not valid[k_end]
+        elif any(window_touches(i, k_end) for i in range(400, 410)):
+            assert reason[k_end] == Reason.GAP and not valid[k_end]
+        elif window_touches(700, k_end) or window_touches(900, k_end):
+            assert reason[k_end] == Reason.BAD_SIGNAL and not valid[k_end]
+        else:
+            assert valid[k_end], k_end
+    assert 400 not in reason and 404 not in reason  # updates only for samples that arrived
+    for u in out.updates:
+        if not u.estimate_valid:
+            assert math.isnan(u.r_lag0) and math.isnan(u.p_value) and u.state == ""
+
+
+def test_estimates_equal_direct_correlation_and_lag_convention() -> None:
+    """Client copies the therapist 2 s later: positive lag, therapist leads, coupled."""
+    n = 1200
+    a, b = dyad(2, n, delay_n=8)
+    out = run(SynchronyEngine(GRID_HZ, config=SMALL), np.arange(n), a, b, np.ones(n, dtype=bool))
+    assert "client follows the therapist" in LAG_CONVENTION
+    late = [u for u in out.updates if u.t_s > 150]
+    assert all(u.estimate_valid and u.reason == "" for u in late)
+    for u in late[::25]:
+        k_end = round(u.t_s * GRID_HZ)
+        start = k_end - SMALL_SPAN_N + 1
+        r0 = np.corrcoef(a[start : start + 40], b[start : start + 40])[0, 1]
+        assert u.r_lag0 == pytest.approx(r0, abs=1e-9)
+        r_best = np.corrcoef(a[start : start + 40], b[start + 8 : start + 48])[0, 1]
+        assert u.peak_z == pytest.approx(math.atanh(r_best), abs=1e-9)
+    assert np.median([u.best_lag_s for u in late]) == 2.0
+    coupled = [u for u in late if u.state == "coupled"]
+    assert len(coupled) > 0.9 * len(late)
+    assert all(u.leader == "therapist" for u in coupled)
+    assert np.median([u.p_value for u in late]) <= 0.05
+
+
+def test_anti_phase_with_client_leading() -> None:
+    n = 1200
+    a, b = dyad(3, n, delay_n=6)
+    out = run(SynchronyEngine(GRID_HZ, config=SMALL), np.arange(n), -b, a, np.ones(n, dtype=bool))
+    late = [u for u in out.updates if u.t_s > 150]
+    anti = [u for u in late if u.state == "anti_phase"]
+    assert len(anti) > 0.9 * len(late)
+    assert all(u.leader == "client" for u in anti)
+    assert np.median([u.best_lag_s for u in late]) == -1.5
+    starts = [e for e in out.events if e.kind == "start"]
+    assert starts and starts[0].state == "anti_phase" and starts[0].leader == "client"
+
+
+def test_flat_signal_is_no_estimate() -> None:
+    n = 400
+    a, _ = dyad(4, n)
+    out = run(
+        SynchronyEngine(GRID_HZ, config=SMALL), np.arange(n), a, np.full(n, 72.0), np.ones(n, bool)
+    )
+    assert {u.reason for u in out.updates} == {Reason.WARMING_UP, Reason.FLAT_SIGNAL}
+
+
+def test_updates_and_summary_are_json_ready() -> None:
+    n = 1200
+    a, b = dyad(5, n)
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    out = run(engine, np.arange(n), a, b, np.ones(n, dtype=bool))
+    text = json.dumps(
+        {
+            "updates": [u.to_dict() for u in out.updates],
+            "events": [e.to_dict() for e in out.events],
+            "summary": engine.summary().to_dict(),
+        },
+        allow_nan=False,
+    )
+    back = json.loads(text)
+    assert back["updates"][0]["r_lag0"] is None  # warming up: NaN -> None
+    assert back["updates"][0]["reason"] == "warming up"
+    assert isinstance(back["updates"][-1]["surrogate_z"], float)
+    summary = engine.summary()
+    assert summary.entries == sum(1 for e in out.events if e.kind == "start")
+    assert (
+        math.isfinite(summary.susy_effect_size) and summary.susy_effect_size > 0.5
+    )  # all-lags mean: diluted but clearly > 0
+    assert sum(summary.time_in_state_s.values()) == pytest.approx(len(out.updates))
+
+
+def test_empty_push_and_garbage_times() -> None:
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    empty = np.empty(0)
+    assert run(engine, empty, empty, empty, np.empty(0, dtype=bool)) == SynchronyOutput()
+    a, b = dyad(6, 300)
+    k = np.arange(300)
+    ok = np.ones(300, dtype=bool)
+    reference = as_dicts([run(SynchronyEngine(GRID_HZ, config=SMALL), k, a, b, ok)])
+    run(engine, k[:100], a[:100], b[:100], ok[:100])
+    with pytest.raises(SignalError, match="strictly increase"):
+        run(engine, k[99:150], a[99:150], b[99:150], ok[99:150])  # repeats k = 99
+    with pytest.raises(SignalError, match="strictly increase"):
+        run(engine, k[[150, 149]], a[:2], b[:2], ok[:2])
+    with pytest.raises(SignalError, match="grid"):
+        engine.push(t_s=np.array([100.1 / GRID_HZ]), therapist=a[:1], client=b[:1], valid=ok[:1])
+    with pytest.raises(SignalError, match="finite"):
+        engine.push(t_s=np.array([np.nan]), therapist=a[:1], client=b[:1], valid=ok[:1])
+    with pytest.raises(SignalError, match="equal length"):
+        engine.push(t_s=k[100:102] / GRID_HZ, therapist=a[:2], client=b[:3], valid=ok[:2])
+    # Rejected pushes changed nothing: the rest continues as if they never happened.
+    rest = run(engine, k[100:], a[100:], b[100:], ok[100:])
+    first = run(SynchronyEngine(GRID_HZ, config=SMALL), k[:100], a[:100], b[:100], ok[:100])
+    assert as_dicts([first, rest]) == reference
+
+
+def test_config_from_tables_and_errors() -> None:
+    config = SynchronyConfig(surrogates={"n_surrogates": 199}, episodes={"z_enter": 3.0})  # type: ignore[arg-type]
+    assert config.surrogates.n_surrogates == 199
+    assert config.episodes.z_enter == 3.0
+    with pytest.raises(ConfigError, match="surrogates"):
+        SynchronyConfig(surrogates={"n_surrogate": 99})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="window_s"):
+        SynchronyConfig(window_s=2.0)
+    with pytest.raises(ConfigError, match="lag_s"):
+        SynchronyConfig(lag_s=20.0)
+    with pytest.raises(ConfigError, match="step_s"):
+        SynchronyEngine(GRID_HZ, config=SynchronyConfig(step_s=0.3))
