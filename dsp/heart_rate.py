@@ -83,6 +83,11 @@ class HeartRateConfig:
     min_threshold_s: float = 0.04
     """Floor of Th1/Th2 so a very regular series (quartile deviation ~0) does not flag every
     small change (ours; 40 ms is below the beat-to-beat change of any artefact of interest)."""
+    ectopic_min_change: float = 0.15
+    """An ectopic beat must also change the interval by this fraction of the median interval.
+    The paper's S12 test looks at both neighbours; with only the past one it also fires on
+    ordinary beat-to-beat variability, which this guard removes (ectopic beats are typically
+    >= 20 % premature)."""
     irregular_window_beats: int = 8
     """Trailing window (beats) of the artefact-density check."""
     max_irregular_beats: int = 2
@@ -130,6 +135,11 @@ class HeartRateConfig:
                 f"{self.max_irregular_beats!r}, {self.irregular_window_beats!r}",
                 key="max_irregular_beats",
             )
+        if not (0.0 <= self.ectopic_min_change < 1.0):
+            raise ConfigError(
+                f"ectopic_min_change={self.ectopic_min_change!r} must be in [0, 1)",
+                key="ectopic_min_change",
+            )
         if not (0.0 < self.saturation_fraction < 1.0):
             raise ConfigError(
                 f"saturation_fraction={self.saturation_fraction!r} must be in (0, 1)",
@@ -170,8 +180,9 @@ class BeatCorrector:
     """Causal Lipponen & Tarvainen 2019 correction of one continuous beat series.
 
     :meth:`add` takes raw beat times in order and returns the corrected beats that became
-    final (each needs the next raw beat). :attr:`anchor_s` is the last final beat: no corrected
-    beat earlier than it can appear any more.
+    final (each normally needs the next raw beat). :meth:`expire` finalises a beat whose
+    successor cannot come within ``max_bridge_s`` any more. :attr:`anchor_s` is the last final
+    beat: no corrected beat earlier than it can appear.
     """
 
     __slots__ = (
@@ -207,42 +218,59 @@ class BeatCorrector:
 
     def add(self, beat_s: float, *, similar: bool) -> list[_Point]:
         """Add the next raw beat; ``similar``: its QRS matches the template (or is unknown)."""
+        points: list[_Point] = []
+        if self._pending is not None and beat_s - self._pending > self._config.max_bridge_s:
+            points = self._finalise(None)
         if self.anchor_s is None:
             self.anchor_s = beat_s
             self._anchor_similar = similar
-            return []
-        if self._pending is None:
+        elif self._pending is None:
             self._pending = beat_s
             self._pending_similar = similar
-            return []
-        points = self._decide(self.anchor_s, self._pending, beat_s)
-        self._pending_similar = similar
+        else:
+            points = self._finalise(beat_s)
+            self._pending_similar = similar
         return points
 
-    def _decide(self, anchor_s: float, beat_s: float, next_s: float) -> list[_Point]:
+    def expire(self, final_through_s: float) -> list[_Point]:
+        """Finalise the pending beat if no successor can arrive within ``max_bridge_s``
+        (the detector will report no beat before ``final_through_s``). Gives the same result
+        as :meth:`add` with a later successor, so output does not depend on chunking."""
+        if (
+            self._pending is not None
+            and final_through_s - self._pending > self._config.max_bridge_s
+        ):
+            return self._finalise(None)
+        return []
+
+    def _finalise(self, next_s: float | None) -> list[_Point]:
+        """Classify and correct the pending beat; ``next_s`` is its successor when it is near
+        enough to matter (ectopic and extra-beat tests need it)."""
+        anchor_s, beat_s = self.anchor_s, self._pending
+        assert anchor_s is not None and beat_s is not None
         rr = beat_s - anchor_s
-        rr_next = next_s - beat_s
-        drr = rr_next - rr
         median_rr = float(np.median(np.fromiter(self._rr, dtype=np.float64))) if self._rr else rr
         mrr = rr - median_rr
         mrr = 2.0 * mrr if mrr < 0 else mrr  # the paper doubles negative deviations
+        drr = None if next_s is None else (next_s - beat_s) - rr
         # Intervals measured from a noise-like beat are not trusted (Li et al. 2008 bSQI idea).
         measured = None if self._anchor_similar and self._pending_similar else HrReason.ARTEFACT
         points = self._classify(anchor_s, beat_s, next_s, drr, mrr, median_rr, measured)
         # Thresholds come from the past only (causal), so update them after classifying.
-        self._abs_drr.append(abs(drr))
+        if drr is not None:
+            self._abs_drr.append(abs(drr))
         self._abs_mrr.append(abs(mrr))
-        regular = points is not None and points == [_Point(beat_s, rr, None)]
-        self._irregular.append(not regular)
+        self._irregular.append(points != [_Point(beat_s, rr, None)])
         if points is not None and sum(self._irregular) > self._config.max_irregular_beats:
             points = [p._replace(reason=p.reason or HrReason.ARTEFACT) for p in points]
         if points is None:
-            # Extra beat: forget it; the next raw beat is judged against the same anchor.
+            # Extra beat: forget it; the successor is judged against the same anchor.
             self._pending = next_s
             return []
-        self._last_drr = (next_s - points[-1].t_s) - points[-1].ibi_s
-        self._anchor_similar = points[-1].t_s != beat_s or self._pending_similar
-        self.anchor_s = points[-1].t_s
+        last = points[-1]
+        self._last_drr = 0.0 if next_s is None else (next_s - last.t_s) - last.ibi_s
+        self._anchor_similar = last.t_s != beat_s or self._pending_similar
+        self.anchor_s = last.t_s
         self._pending = next_s
         return points
 
@@ -250,35 +278,40 @@ class BeatCorrector:
         self,
         anchor_s: float,
         beat_s: float,
-        next_s: float,
-        drr: float,
+        next_s: float | None,
+        drr: float | None,
         mrr: float,
         median_rr: float,
         measured: HrReason | None,
     ) -> list[_Point] | None:
+        c = self._config
         rr = beat_s - anchor_s
-        if min(len(self._rr), len(self._abs_drr)) < _MIN_HISTORY:
+        if min(len(self._rr), len(self._abs_mrr), len(self._abs_drr)) < _MIN_HISTORY:
             return [self._point(beat_s, rr, measured)]
-        floor = self._config.min_threshold_s
-        th1 = max(floor, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_drr))
-        th2 = max(floor, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_mrr))
-        s11, s12 = drr / th1, self._last_drr / th1
-        ectopic = (s11 > 1 and s12 < -_C1 * s11 - _C2) or (s11 < -1 and s12 > -_C1 * s11 + _C2)
-        # Beats are only moved within a bridgeable span (bounds how far back output can change).
-        if ectopic and next_s - anchor_s <= self._config.max_bridge_s:
-            middle_s = 0.5 * (anchor_s + next_s)  # ectopic: interpolate the beat time
-            return [self._point(middle_s, middle_s - anchor_s, None)]
-        if abs(mrr / th2) <= _LONG_SHORT_LIMIT:
-            return [self._point(beat_s, rr, measured)]
-        if abs(rr / 2.0 - median_rr) < th2 and rr <= self._config.max_bridge_s:
+        th1 = max(c.min_threshold_s, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_drr))
+        th2 = max(c.min_threshold_s, _THRESHOLD_FACTOR * _quartile_deviation(self._abs_mrr))
+        long_or_short = abs(mrr / th2) > _LONG_SHORT_LIMIT
+        # Missed and extra beats first: with only the past neighbour the ectopic test would
+        # also match them.
+        if long_or_short and abs(rr / 2.0 - median_rr) < th2 and rr <= c.max_bridge_s:
             half_s = rr / 2.0  # missed beat: insert one in the middle
             return [
                 self._point(anchor_s + half_s, half_s, measured),
                 self._point(beat_s, half_s, measured),
             ]
-        if abs(rr + (next_s - beat_s) - median_rr) < th2:
-            return None
-        return [self._point(beat_s, rr, HrReason.ARTEFACT)]
+        if next_s is None or drr is None:
+            return [self._point(beat_s, rr, HrReason.ARTEFACT if long_or_short else measured)]
+        if long_or_short and abs(next_s - anchor_s - median_rr) < th2:
+            return None  # extra beat
+        s11, s12 = drr / th1, self._last_drr / th1
+        ectopic = (
+            (s11 > 1 and s12 < -_C1 * s11 - _C2) or (s11 < -1 and s12 > -_C1 * s11 + _C2)
+        ) and abs(drr) > c.ectopic_min_change * median_rr
+        # Beats are only moved within a bridgeable span (bounds how far back output can change).
+        if ectopic and next_s - anchor_s <= c.max_bridge_s:
+            middle_s = 0.5 * (anchor_s + next_s)  # ectopic: interpolate the beat time
+            return [self._point(middle_s, middle_s - anchor_s, None)]
+        return [self._point(beat_s, rr, HrReason.ARTEFACT if long_or_short else measured)]
 
     def _point(self, t_s: float, ibi_s: float, reason: HrReason | None) -> _Point:
         if reason is None:
@@ -463,14 +496,14 @@ class HeartRateProcessor:
         new_points: list[_GridPoint] = []
         min_similarity = self._config.detector.template_min_correlation
         for beat_s, similarity in zip(peaks.times_s, peaks.similarity, strict=True):
-            self._enter_segments_before(float(beat_s))
+            self._enter_segments_before(float(beat_s), new_points)
             similar = bool(np.isnan(similarity) or similarity >= min_similarity)
             for point in self._corrector.add(float(beat_s), similar=similar):
-                grid_point = _GridPoint(point.t_s, 60.0 / point.ibi_s, point.reason, self._segment)
-                new_points.append(grid_point)
-                self._points.append(grid_point)
+                self._add_point(point, new_points)
         final_through_s = self._detector.final_through_s
-        self._enter_segments_before(final_through_s)
+        self._enter_segments_before(final_through_s, new_points)
+        for point in self._corrector.expire(final_through_s):
+            self._add_point(point, new_points)
         first_k, reasons = self._quality.push(t, x)
         if self._next_k is None and reasons:
             self._next_k = first_k
@@ -484,10 +517,18 @@ class HeartRateProcessor:
             ibi_valid=np.array([p.reason is None for p in new_points], dtype=np.bool_),
         )
 
-    def _enter_segments_before(self, t_s: float) -> None:
-        """Start a new beat series for every segment break at or before ``t_s``."""
+    def _add_point(self, point: _Point, new_points: list[_GridPoint]) -> None:
+        grid_point = _GridPoint(point.t_s, 60.0 / point.ibi_s, point.reason, self._segment)
+        new_points.append(grid_point)
+        self._points.append(grid_point)
+
+    def _enter_segments_before(self, t_s: float, new_points: list[_GridPoint]) -> None:
+        """Start a new beat series for every segment break at or before ``t_s``; the last
+        beat of the old one is final without a successor."""
         while self._segment_starts_s and self._segment_starts_s[0] <= t_s:
             self._segment_starts_s.popleft()
+            for point in self._corrector.expire(np.inf):
+                self._add_point(point, new_points)
             self._segment += 1
             self._corrector = BeatCorrector(self._config)
 
