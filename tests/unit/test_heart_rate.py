@@ -28,10 +28,11 @@ def _run(x: np.ndarray, t: np.ndarray, cuts: list[int] | None = None) -> HeartRa
     processor = HeartRateProcessor(_FS_HZ)
     bounds = [0, *sorted(cuts or []), x.size]
     outputs = [processor.push(t[a:b], x[a:b]) for a, b in itertools.pairwise(bounds)]
-    return _concat(outputs)
+    return concat_outputs(outputs)
 
 
-def _concat(outputs: list[HeartRateOutput]) -> HeartRateOutput:
+def concat_outputs(outputs: list[HeartRateOutput]) -> HeartRateOutput:
+    """Everything several pushes returned, as if it came from one push."""
     hr = GridSamples(
         t_s=np.concatenate([o.hr.t_s for o in outputs]),
         values=np.concatenate([o.hr.values for o in outputs]),
