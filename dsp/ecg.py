@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from dsp.exceptions import ConfigError, SignalError
 from dsp.filters import StreamingSosFilter, butter_sos
@@ -44,8 +44,9 @@ from dsp.types import BoolArray, FloatArray, IntArray
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 5000.0
 
-_ROW_T, _ROW_X, _ROW_SLOPE, _ROW_ENERGY = 0, 1, 2, 3
-_N_ROWS = 4
+# Buffer rows: time, raw ECG, |slope|, running sum of squared slope, integrated energy.
+_ROW_T, _ROW_X, _ROW_SLOPE, _ROW_SUM, _ROW_ENERGY = range(5)
+_N_ROWS = 5
 _BLOCK_S = 4.0  # longest piece processed at once (bounds the work arrays)
 
 # Peaks found during one push: (r_index, r_time_s, delay_s, similarity).
@@ -222,17 +223,17 @@ class ContinuityTracker:
         """Timestamp of the newest sample seen (-inf before the first)."""
         return self._last_t_s
 
-    def split(
-        self, timestamps_s: FloatArray, usable: BoolArray
-    ) -> tuple[list[ContinuousRun], BoolArray]:
-        """Continuous runs of usable samples and, per sample, whether a gap precedes it."""
+    def split(self, timestamps_s: FloatArray, usable: BoolArray) -> list[ContinuousRun]:
+        """Continuous runs of usable samples of one chunk."""
         n = int(timestamps_s.shape[0])
         if n == 0:
-            return [], np.zeros(0, dtype=np.bool_)
-        if not np.all(np.isfinite(timestamps_s)):
+            return []
+        if not np.isfinite(timestamps_s).all():
             raise SignalError("timestamps contain NaN/inf; every sample needs a finite LSL time")
-        steps_s = np.diff(timestamps_s, prepend=self._last_t_s)
-        if not np.all(steps_s > 0):
+        steps_s = np.empty(n, dtype=np.float64)
+        steps_s[0] = timestamps_s[0] - self._last_t_s
+        np.subtract(timestamps_s[1:], timestamps_s[:-1], out=steps_s[1:])
+        if not (steps_s > 0).all():
             bad = int(np.flatnonzero(~(steps_s > 0))[0])
             previous = self._last_t_s if bad == 0 else float(timestamps_s[bad - 1])
             raise SignalError(
@@ -240,6 +241,11 @@ class ContinuityTracker:
                 f"t={timestamps_s[bad]!r} after t={previous!r}; enable dejittering in the "
                 "inlet or drop duplicate samples"
             )
+        if usable.all() and steps_s.max() <= self._max_gap_s:  # the common, clean chunk
+            runs = [ContinuousRun(0, n, not self._last_usable)]
+            self._last_t_s = float(timestamps_s[-1])
+            self._last_usable = True
+            return runs
         gap_before = steps_s > self._max_gap_s
         previous_usable = np.empty(n, dtype=np.bool_)
         previous_usable[0] = self._last_usable
@@ -253,7 +259,7 @@ class ContinuityTracker:
         ]
         self._last_t_s = float(timestamps_s[-1])
         self._last_usable = bool(usable[-1])
-        return runs, gap_before
+        return runs
 
 
 def check_chunk(
@@ -354,11 +360,11 @@ class RPeakDetector:
         "_continuity",
         "_energy_floor",
         "_fs_hz",
-        "_integration_zi",
-        "_integrator",
         "_n",
+        "_n_integration",
         "_previous_bandpassed",
         "_segment",
+        "_segment_starts_s",
     )
 
     def __init__(self, fs_hz: float, *, config: RPeakConfig = RPeakConfig()) -> None:
@@ -369,10 +375,9 @@ class RPeakDetector:
                 order=config.filter_order, cutoff_hz=config.band_hz, fs_hz=fs_hz, btype="bandpass"
             )
         )
-        n_integration = self._samples(config.integration_s)
-        self._integrator: FloatArray = np.full(n_integration, 1.0 / n_integration)
-        self._integration_zi: FloatArray = np.zeros(n_integration - 1)
+        self._n_integration = self._samples(config.integration_s)
         self._previous_bandpassed = 0.0
+        self._segment_starts_s: list[float] = []
         # Integrated squared slope of a sine burst of amplitude min_qrs_mv at the band centre.
         centre_hz = float(np.sqrt(config.band_hz[0] * config.band_hz[1]))
         self._energy_floor = 0.5 * (2.0 * np.pi * centre_hz * config.min_qrs_mv) ** 2
@@ -420,6 +425,13 @@ class RPeakDetector:
             return self._continuity.last_t_s
         return self._buffer.value(_ROW_T, earliest)
 
+    @property
+    def segment_starts_s(self) -> tuple[float, ...]:
+        """Times of the first sample of every segment begun during the last :meth:`push`
+        (detection restarts there: after a gap, unusable samples, or the very first sample).
+        No beat interval may span one."""
+        return tuple(self._segment_starts_s)
+
     def _samples(self, duration_s: float) -> int:
         return max(1, round(duration_s * self._fs_hz))
 
@@ -430,11 +442,13 @@ class RPeakDetector:
     def push(self, timestamps_s: npt.ArrayLike, values_mv: npt.ArrayLike) -> RPeaks:
         """Process one chunk (any length) and return the R peaks that became final."""
         t, x = check_chunk(timestamps_s, values_mv)
-        runs, _ = self._continuity.split(t, usable_samples(x, self._config.max_abs_mv))
+        runs = self._continuity.split(t, usable_samples(x, self._config.max_abs_mv))
         found: _Found = []
+        self._segment_starts_s = []
         for run in runs:
             if run.new_segment or self._segment is None:
                 self._start_segment(self._n + run.start)
+                self._segment_starts_s.append(float(t[run.start]))
             for start in range(run.start, run.stop, self._buffer.max_append):
                 stop = min(run.stop, start + self._buffer.max_append)
                 self._process_block(t[start:stop], x[start:stop], found)
@@ -451,27 +465,40 @@ class RPeakDetector:
 
     def _start_segment(self, start: int) -> None:
         self._bandpass.reset()
-        self._integration_zi = np.zeros_like(self._integration_zi)
         self._previous_bandpassed = np.nan  # first slope of a segment is defined as 0
         self._segment = _Segment(start)
         # Skipped (unusable) samples are never read, but buffer index == sample index.
         self._buffer.skip_to(start)
 
     def _process_block(self, t: FloatArray, x: FloatArray, found: _Found) -> None:
+        n = t.shape[0]
+        segment = self._segment
+        assert segment is not None
         bandpassed = self._bandpass.process(x)
-        previous = (
-            bandpassed[0] if np.isnan(self._previous_bandpassed) else self._previous_bandpassed
-        )
-        slope = np.diff(bandpassed, prepend=previous) * self._fs_hz
+        slope = np.empty(n, dtype=np.float64)
+        first = bandpassed[0] if np.isnan(self._previous_bandpassed) else self._previous_bandpassed
+        slope[0] = bandpassed[0] - first
+        slope[1:] = bandpassed[1:] - bandpassed[:-1]
+        slope *= self._fs_hz
         self._previous_bandpassed = float(bandpassed[-1])
-        energy, self._integration_zi = signal.lfilter(
-            self._integrator, 1.0, slope * slope, zi=self._integration_zi
-        )
-        rows = np.empty((_N_ROWS, t.shape[0]), dtype=np.float64)
+        # Moving-window integration as a difference of running sums. cumsum is a sequential
+        # scan, so starting it from the previous sum gives the same bits whatever the chunking.
+        width = self._n_integration
+        start = self._buffer.end_index
+        n_held = min(width, start - segment.start)  # the sum is 0 before the segment
+        sums = np.zeros(width + n, dtype=np.float64)  # sums[j] = S[start - width + j]
+        sums[width - n_held : width] = self._buffer.view(_ROW_SUM, start - n_held, start)
+        scan = np.empty(n + 1, dtype=np.float64)
+        scan[0] = sums[width - 1]
+        scan[1:] = slope * slope
+        np.cumsum(scan, out=scan)
+        sums[width:] = scan[1:]
+        rows = np.empty((_N_ROWS, n), dtype=np.float64)
         rows[_ROW_T] = t
         rows[_ROW_X] = x
         rows[_ROW_SLOPE] = np.abs(slope)
-        rows[_ROW_ENERGY] = energy
+        rows[_ROW_SUM] = scan[1:]
+        rows[_ROW_ENERGY] = (scan[1:] - sums[:n]) / width
         self._buffer.append(rows)
         self._scan(found)
 
@@ -514,7 +541,7 @@ class RPeakDetector:
         self._run_deadlines(segment, decided_through, found)
 
     def _candidate(self, segment: _Segment, energy_index: int) -> _Candidate:
-        n_integration = int(self._integrator.shape[0])
+        n_integration = self._n_integration
         slope = self._buffer.view(
             _ROW_SLOPE, max(segment.start, energy_index - n_integration), energy_index + 1
         )

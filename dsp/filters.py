@@ -116,7 +116,7 @@ class StreamingSosFilter:
             raise SignalError(f"expected a 1-D chunk, got shape {samples.shape}")
         if samples.size == 0:
             return np.empty(0, dtype=np.float64)
-        if not np.all(np.isfinite(samples)):
+        if not np.isfinite(samples).all():
             raise SignalError(
                 "StreamingSosFilter.process got NaN/inf samples; mask or bridge them (and flag "
                 "them invalid) before filtering"
@@ -127,5 +127,11 @@ class StreamingSosFilter:
                 if self._initial == "steady"
                 else (np.zeros_like(self._zi_unit))
             )
-        y, self._zi = signal.sosfilt(self._sos, samples, zi=self._zi)
+        # Section by section with lfilter: the same direct-form-II-transposed recursion as
+        # sosfilt, but several times less per-call overhead on the short chunks of live use.
+        y = samples
+        for section in range(self._sos.shape[0]):
+            y, self._zi[section] = signal.lfilter(
+                self._sos[section, :3], self._sos[section, 3:], y, zi=self._zi[section]
+            )
         return np.asarray(y, dtype=np.float64)

@@ -30,6 +30,7 @@ next good beat is final, invalid ones as soon as that is certain, so output neve
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.ecg import (
-    ContinuityTracker,
     RPeakConfig,
     RPeakDetector,
     check_chunk,
@@ -328,77 +328,95 @@ _N, _N_BAD, _MIN, _MAX, _AT_MIN, _AT_MAX = range(6)
 _EMPTY_CELL = np.array([0.0, 0.0, np.inf, -np.inf, 0.0, 0.0])
 
 
-def _merge(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Exact statistics of the union of two sample sets."""
-    merged = a + b
-    merged[_MIN] = min(a[_MIN], b[_MIN])
-    merged[_MAX] = max(a[_MAX], b[_MAX])
-    merged[_AT_MIN] = (a[_AT_MIN] if a[_MIN] == merged[_MIN] else 0.0) + (
-        b[_AT_MIN] if b[_MIN] == merged[_MIN] else 0.0
-    )
-    merged[_AT_MAX] = (a[_AT_MAX] if a[_MAX] == merged[_MAX] else 0.0) + (
-        b[_AT_MAX] if b[_MAX] == merged[_MAX] else 0.0
-    )
-    return merged
-
-
 class _RawQuality:
-    """Raw-signal quality per grid time from exact per-cell statistics.
+    """Raw-signal quality per grid time from per-cell statistics.
 
     Cell ``k`` holds the samples with ``t`` in ``[(k - 0.5) / grid_hz, (k + 0.5) / grid_hz)``;
-    minimum, maximum and counts combine exactly, so the result does not depend on chunking.
+    its statistics are computed once, from all its samples, when it completes, so the result
+    does not depend on chunking.
     The quality of grid time ``k`` is known once cell ``k + half`` is complete, i.e. once a
     sample of a later cell arrived.
     """
 
-    __slots__ = ("_config", "_grid_hz", "_half", "_next_k", "_open", "_window")
+    __slots__ = (
+        "_cell_n",
+        "_cell_values",
+        "_config",
+        "_grid_hz",
+        "_half",
+        "_next_k",
+        "_open_k",
+        "_window",
+    )
 
     def __init__(self, config: HeartRateConfig, grid_hz: float) -> None:
         self._config = config
         self._grid_hz = grid_hz
         self._half = max(1, round(0.5 * config.quality_window_s * grid_hz))
         self._window: deque[FloatArray] = deque(maxlen=2 * self._half + 1)
-        self._open: tuple[int, FloatArray] | None = None  # newest, still incomplete cell
+        # Samples of the newest, still incomplete cell (capacity doubles if a cell overflows).
+        self._cell_values: FloatArray = np.empty(256, dtype=np.float64)
+        self._cell_n = 0
+        self._open_k: int | None = None
         self._next_k: int | None = None  # first grid index whose quality is not known yet
 
     def push(self, t_s: FloatArray, x_mv: FloatArray) -> tuple[int, list[HrReason | None]]:
         """Add samples; return the first grid index and the reasons (None = good) of the grid
         points whose quality became known."""
-        if t_s.shape[0] == 0:
+        n = t_s.shape[0]
+        if n == 0:
             return (self._next_k or 0), []
-        cell_of = np.floor(t_s * self._grid_hz + 0.5).astype(np.int64)
         if self._next_k is None:
-            self._next_k = int(cell_of[0])
+            self._next_k = self._open_k = self._cell_of(float(t_s[0]))
             # Cells before the first sample do not exist: they count as empty neighbours.
             self._window.extend([_EMPTY_CELL] * self._half)
         first_k = self._next_k
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(cell_of)) + 1))
-        stats = self._cell_stats(x_mv, starts)
         reasons: list[HrReason | None] = []
-        for position, start in enumerate(starts):
+        if self._cell_of(float(t_s[-1])) == self._open_k:  # common case: no cell completed
+            self._keep(x_mv)
+            return first_k, reasons
+        cell_of = np.floor(t_s * self._grid_hz + 0.5).astype(np.int64)
+        edges = [0, *(np.flatnonzero(np.diff(cell_of)) + 1).tolist(), n]
+        for start, stop in itertools.pairwise(edges):
             k = int(cell_of[start])
-            if self._open is not None and self._open[0] == k:
-                self._open = (k, _merge(self._open[1], stats[:, position]))
-                continue
-            if self._open is not None:
-                open_k, open_stats = self._open
-                self._close(open_stats, reasons)
-                for _ in range(k - open_k - 1):  # cells without any sample
+            assert self._open_k is not None
+            if k != self._open_k:
+                self._close(self._open_stats(), reasons)
+                for _ in range(k - self._open_k - 1):  # cells without any sample
                     self._close(_EMPTY_CELL, reasons)
-            self._open = (k, stats[:, position].copy())
+                self._open_k, self._cell_n = k, 0
+            self._keep(x_mv[start:stop])
         return first_k, reasons
 
-    def _cell_stats(self, x_mv: FloatArray, starts: npt.NDArray[np.intp]) -> FloatArray:
-        usable = usable_samples(x_mv, self._config.detector.max_abs_mv)
-        counts = np.diff(np.append(starts, x_mv.shape[0]))
-        stats = np.empty((6, starts.shape[0]), dtype=np.float64)
-        stats[_N] = counts
-        stats[_N_BAD] = np.add.reduceat(~usable, starts)
-        stats[_MIN] = np.minimum.reduceat(np.where(usable, x_mv, np.inf), starts)
-        stats[_MAX] = np.maximum.reduceat(np.where(usable, x_mv, -np.inf), starts)
-        stats[_AT_MIN] = np.add.reduceat(usable & (x_mv == np.repeat(stats[_MIN], counts)), starts)
-        stats[_AT_MAX] = np.add.reduceat(usable & (x_mv == np.repeat(stats[_MAX], counts)), starts)
-        return stats
+    def _cell_of(self, t_s: float) -> int:
+        return int(np.floor(t_s * self._grid_hz + 0.5))
+
+    def _keep(self, x_mv: FloatArray) -> None:
+        stop = self._cell_n + x_mv.shape[0]
+        if stop > self._cell_values.shape[0]:
+            grown = np.empty(2 * stop, dtype=np.float64)
+            grown[: self._cell_n] = self._cell_values[: self._cell_n]
+            self._cell_values = grown
+        self._cell_values[self._cell_n : stop] = x_mv
+        self._cell_n = stop
+
+    def _open_stats(self) -> FloatArray:
+        """Statistics of the samples of the open cell (computed once, when it completes)."""
+        values = self._cell_values[: self._cell_n]
+        usable = values[usable_samples(values, self._config.detector.max_abs_mv)]
+        if usable.shape[0] == 0:
+            return np.array([float(values.shape[0]), float(values.shape[0]), np.inf, -np.inf, 0, 0])
+        lowest, highest = float(np.min(usable)), float(np.max(usable))
+        return np.array(
+            [
+                float(values.shape[0]),
+                float(values.shape[0] - usable.shape[0]),
+                lowest,
+                highest,
+                float(np.count_nonzero(usable == lowest)),
+                float(np.count_nonzero(usable == highest)),
+            ]
+        )
 
     def _close(self, stats: FloatArray, reasons: list[HrReason | None]) -> None:
         self._window.append(stats)
@@ -444,7 +462,6 @@ class HeartRateProcessor:
 
     __slots__ = (
         "_config",
-        "_continuity",
         "_corrector",
         "_detector",
         "_grid_hz",
@@ -468,7 +485,6 @@ class HeartRateProcessor:
         self._config = config
         self._grid_hz = float(grid_hz)
         self._detector = RPeakDetector(fs_hz, config=config.detector)
-        self._continuity = ContinuityTracker(max_gap_s=config.detector.max_gap_intervals / fs_hz)
         self._quality = _RawQuality(config, self._grid_hz)
         self._quality_reasons: deque[HrReason | None] = deque()
         self._next_k: int | None = None
@@ -491,8 +507,7 @@ class HeartRateProcessor:
         """Process one chunk and return the grid samples and beats that became final."""
         t, x = check_chunk(timestamps_s, values_mv)
         peaks = self._detector.push(t, x)  # validates the timestamps before any state changes
-        runs, _ = self._continuity.split(t, usable_samples(x, self._config.detector.max_abs_mv))
-        self._segment_starts_s.extend(float(t[run.start]) for run in runs if run.new_segment)
+        self._segment_starts_s.extend(self._detector.segment_starts_s)
         new_points: list[_GridPoint] = []
         min_similarity = self._config.detector.template_min_correlation
         for beat_s, similarity in zip(peaks.times_s, peaks.similarity, strict=True):
