@@ -5,7 +5,7 @@ Inputs are therapist and client samples already paired on the common grid
 ``valid=False`` marks bad signal). Every ``step_s`` the engine emits a :class:`SyncUpdate`:
 
 * windowed lagged cross-correlation (Boker et al. 2002) in rMEA's conventions, maintained
-  incrementally (:class:`dsp.xcorr.SlidingComoments`, O(lags) per grid sample); the window
+  incrementally (:class:`dsp.xcorr.LaggedComoments`, O(lags) per grid sample); the window
   ending at the update covers ``window_s + lag_s`` seconds;
 * significance against time-shifted surrogates from the trailing history
   (:mod:`dsp.significance`): surrogate z and empirical p of the in-phase peak and of the
@@ -53,9 +53,8 @@ from dsp.sliding_buffer import SlidingBuffer
 from dsp.types import BoolArray, FloatArray, IntArray, Role
 from dsp.xcorr import (
     DEFAULT_Z_CAP,
-    SlidingComoments,
+    LaggedComoments,
     fisher_z_capped,
-    lagged_pair_offsets,
     samples_in,
 )
 
@@ -248,12 +247,9 @@ class SynchronyEngine:
         self._grid_hz = grid_hz
         self._config = config
         self._span_n = window_n + lag_n
-        lags, offset_a, offset_b = lagged_pair_offsets(lag_n)
-        self._lags_s = lags / grid_hz
+        self._lags_s = np.arange(-lag_n, lag_n + 1) / grid_hz
         self._lag_index = lag_n  # column of lag 0
-        self._comoments = SlidingComoments(
-            window_n=window_n, offset_a=offset_a, offset_b=offset_b, max_slide_n=self._step_n
-        )
+        self._comoments = LaggedComoments(window_n=window_n, lag_n=lag_n, max_slide_n=self._step_n)
         self._surrogates = ShiftedSurrogates(
             window_n=window_n,
             lag_n=lag_n,

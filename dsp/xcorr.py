@@ -16,14 +16,15 @@ any of its ``win`` pairs is invalid (NaN, inf, or flagged ``valid=False``) or wh
 is constant, because a live display must say "no estimate" rather than show a number built
 from part of the data.
 
-Incremental algorithm (:class:`SlidingComoments`): for every requested pair of window offsets
-it keeps the five raw co-moments (sum a, sum b, sum a^2, sum b^2, sum ab) of the ``win`` most
-recent pairs, shifted by a reference level to avoid cancellation (Chan, Golub & LeVeque 1983,
-"Algorithms for computing the sample variance"). Moving the window by ``s`` samples adds ``s``
-pairs and removes ``s`` pairs per lag: O(lags) work per new sample. Every ``recompute_every``
-updates, and whenever the window jumped further than it can slide, the moments are recomputed
-exactly from the ring buffer, which bounds floating-point drift. Updates happen at fixed sample
-indices, so the result is bit-for-bit identical whatever the input chunking.
+Incremental algorithm (:class:`LaggedComoments`): for every lag it keeps the running sum of
+cross products of the ``win`` pairs, with both series shifted by a reference level to avoid
+cancellation (Chan, Golub & LeVeque 1983, "Algorithms for computing the sample variance").
+Moving the window by ``s`` samples adds ``s`` pairs and removes ``s`` pairs per lag: O(lags)
+work per new sample. The per-window sums of each series come from cumulative sums over the
+span. Every ``recompute_every`` updates, and whenever the window jumped further than it can
+slide, the cross products are recomputed exactly from the buffer, which bounds floating-point
+drift. Updates happen at fixed sample indices, so the result is bit-for-bit identical
+whatever the input chunking.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsp.exceptions import ConfigError, SignalError
-from dsp.types import BoolArray, FloatArray, IntArray
+from dsp.sliding_buffer import SlidingBuffer
+from dsp.types import BoolArray, FloatArray
 
 __all__ = [
     "CrossCorrelation",
-    "SlidingComoments",
+    "LaggedComoments",
     "StreamingCrossCorrelation",
     "WindowSummaries",
     "fisher_z_capped",
-    "lagged_pair_offsets",
     "samples_in",
     "windowed_cross_correlation",
 ]
@@ -53,11 +54,12 @@ DEFAULT_Z_CAP = 10.0
 # (sum of squares); 64 keeps it below 1e-12 relative for physiological series at no
 # measurable cost (one exact pass per 64 slides).
 DEFAULT_RECOMPUTE_EVERY = 64
+# Recompute exactly when a window's squared mean offset from the reference level exceeds
+# this multiple of its variance: keeps the relative error of r near 1e-16 * 1e4.
+_MAX_DRIFT = 1e4
 # A side whose centred sum of squares is below this fraction of its raw (shifted) sum of
 # squares is treated as constant: its correlation would be rounding noise.
 _CONSTANT_RELATIVE_VARIANCE = 1e-12
-# Pairs per block in the exact recompute, to bound temporary memory (block x window floats).
-_EXACT_BLOCK_PAIRS = 256
 
 
 def samples_in(seconds: float, fs_hz: float, *, key: str, minimum: int = 0) -> int:
@@ -88,206 +90,177 @@ def fisher_z_capped(r: FloatArray, z_cap: float = DEFAULT_Z_CAP) -> FloatArray:
     return np.clip(z, -z_cap, z_cap)
 
 
-def lagged_pair_offsets(max_lag_n: int) -> tuple[IntArray, IntArray, IntArray]:
-    """Lags ``-max_lag_n..+max_lag_n`` and, for each, how far back from the newest sample of a
-    span of ``win + max_lag_n`` samples the a-window and the b-window end.
+class LaggedComoments:
+    """Co-moments of the rMEA window pairs at every lag, slid along a linear buffer.
 
-    Lag ``+k`` pairs a[0:win] with b[k:k+win] of the span, whose last sample is the newest:
-    the a-window ends ``max_lag_n`` samples before it, the b-window ``max_lag_n - k`` before.
-    """
-    lags = np.arange(-max_lag_n, max_lag_n + 1, dtype=np.int64)
-    offset_a = max_lag_n - np.maximum(-lags, 0)
-    offset_b = max_lag_n - np.maximum(lags, 0)
-    return lags, offset_a, offset_b
+    For the span of ``window_n + lag_n`` samples ending at the newest sample, lag ``+d``
+    pairs a[0:win] with b[d:d+win] and lag ``-d`` pairs a[d:d+win] with b[0:win] (span
+    coordinates). Append samples with :meth:`append` (or :meth:`skip` over a gap), then
+    :meth:`correlations` gives Pearson r for lags ``-lag_n..+lag_n`` at the newest sample:
+    NaN where a lag's a- or b-window touches an invalid sample, or a side is constant.
 
-
-class SlidingComoments:
-    """Co-moments of many lagged window pairs of two series, slid along a shared ring buffer.
-
-    Pair ``p`` correlates the ``window_n`` samples of a ending ``offset_a[p]`` samples before
-    the newest sample with the ``window_n`` samples of b ending ``offset_b[p]`` before it.
-    Append samples with :meth:`append`, then call :meth:`correlations` to get every pair's
-    Pearson r at the newest sample (NaN where a pair touches an invalid sample or a side is
-    constant). Between two calls the newest sample may advance by any amount.
+    Only the cross products are slid: the ``s`` pairs entering and the ``s`` leaving each
+    lag are two short sliding dot products (:func:`numpy.correlate`), O(lags) per sample.
+    The per-window sums of a, a^2, b, b^2 and invalid counts come from cumulative sums over
+    the span at each call (O(span), exact, nothing to drift).
     """
 
     __slots__ = (
-        "_a",
-        "_b",
-        "_capacity",
-        "_count",
-        "_mask_a",
-        "_mask_b",
-        "_offset_a",
-        "_offset_b",
+        "_buffer",
+        "_cross",
+        "_lag_n",
+        "_picks",
         "_recompute_every",
-        "_ref_a",
-        "_ref_b",
+        "_ref",
         "_since_exact",
         "_slide_limit",
+        "_span_n",
         "_state_end",
-        "_sums",
         "_window_n",
-        "_written",
     )
 
     def __init__(
         self,
         *,
         window_n: int,
-        offset_a: IntArray,
-        offset_b: IntArray,
+        lag_n: int,
         max_slide_n: int,
         recompute_every: int = DEFAULT_RECOMPUTE_EVERY,
     ) -> None:
-        if window_n < 2:
-            raise ConfigError(f"window must hold >= 2 samples, got {window_n}", key="window_s")
+        if window_n < 2 or lag_n < 0:
+            raise ConfigError(
+                f"window must hold >= 2 samples and lag >= 0, got {window_n}, {lag_n}",
+                key="window_s",
+            )
         if recompute_every < 1:
             raise ConfigError(
                 f"recompute_every must be >= 1 update, got {recompute_every}",
                 key="recompute_every",
             )
-        offset_a = np.asarray(offset_a, dtype=np.int64)
-        offset_b = np.asarray(offset_b, dtype=np.int64)
-        if offset_a.shape != offset_b.shape or offset_a.ndim != 1 or offset_a.size == 0:
-            raise ConfigError("offset_a and offset_b must be equal-length 1-D arrays", key="offset")
-        if min(int(offset_a.min()), int(offset_b.min())) < 0:
-            raise ConfigError("window offsets must be >= 0 samples", key="offset")
         self._window_n = window_n
-        self._offset_a = offset_a
-        self._offset_b = offset_b
-        span_n = int(max(offset_a.max(), offset_b.max())) + window_n
-        # Sliding by s needs the s samples leaving the oldest window: keep them in the ring.
-        self._slide_limit = max(1, min(max_slide_n, window_n))
-        self._capacity = span_n + self._slide_limit
-        self._a = np.zeros(self._capacity)
-        self._b = np.zeros(self._capacity)
-        self._mask_a = np.zeros(self._capacity)
-        self._mask_b = np.zeros(self._capacity)
+        self._lag_n = lag_n
+        self._span_n = window_n + lag_n
+        # Sliding by s reads the s samples leaving the oldest window; beyond a whole window
+        # an exact recompute is cheaper anyway.
+        self._slide_limit = max(1, min(max_slide_n, window_n - 1))
+        self._buffer = SlidingBuffer(
+            n_rows=4,  # a, b, a usable (1/0), b usable (1/0)
+            keep=self._span_n + self._slide_limit,
+            max_append=self._span_n + max(max_slide_n, 1),
+        )
+        lags = np.arange(-lag_n, lag_n + 1)
+        # Window sums are computed for the lag + 1 window starts of the span, in rows
+        # (a, b, a^2, b^2, a bad, b bad); for each lag pick the a-window starting at
+        # max(-d, 0) and the b-window at max(d, 0) (flat indices into that table).
+        starts = np.where(np.arange(6)[:, None] % 2 == 0, np.maximum(-lags, 0), np.maximum(lags, 0))
+        self._picks = np.arange(6)[:, None] * (lag_n + 1) + starts
+        self._cross = np.zeros(lags.size)  # sum of shifted a*b over each lag's pairs
         self._recompute_every = recompute_every
-        self._written = 0  # absolute index of the next sample
-        self._state_end = -1  # newest absolute index the sums describe, -1 = none
         self._since_exact = 0
-        self._ref_a = 0.0
-        self._ref_b = 0.0
-        # rows: sum a, sum b, sum a^2, sum b^2, sum ab, invalid pair count
-        self._sums = np.zeros((6, offset_a.size))
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self._offset_a.size)
+        self._state_end = -1  # absolute index the cross sums describe; -1 = none
+        self._ref = np.zeros((2, 1))  # reference level of a and b
 
     def append(self, a: FloatArray, b: FloatArray, valid: BoolArray) -> None:
-        """Write contiguous samples; invalid ones are stored as 0 with a zero mask."""
-        n = a.shape[0]
-        if n == 0:
-            return
-        if n > self._capacity:  # only the newest `capacity` samples can ever be read again
-            a, b, valid = a[-self._capacity :], b[-self._capacity :], valid[-self._capacity :]
-            self._written += n - self._capacity
-            n = self._capacity
-        positions = (self._written + np.arange(n)) % self._capacity
-        ok_a = valid & np.isfinite(a)
-        ok_b = valid & np.isfinite(b)
-        self._a[positions] = np.where(ok_a, a, 0.0)
-        self._b[positions] = np.where(ok_b, b, 0.0)
-        self._mask_a[positions] = ok_a
-        self._mask_b[positions] = ok_b
-        self._written += n
+        """Write contiguous samples; NaN/inf or ``valid=False`` make a sample unusable."""
+        step = self._buffer.max_append
+        for lo in range(0, a.shape[0], step):
+            part = slice(lo, lo + step)
+            ok = valid[part]
+            rows = [a[part], b[part], ok & np.isfinite(a[part]), ok & np.isfinite(b[part])]
+            self._buffer.append(np.vstack(rows))
 
     def skip(self, n: int) -> None:
-        """Advance by ``n`` invalid samples (a gap) without materialising them."""
-        kept = min(n, self._capacity)
-        positions = (self._written + n - kept + np.arange(kept)) % self._capacity
-        self._mask_a[positions] = 0.0
-        self._mask_b[positions] = 0.0
-        self._a[positions] = 0.0
-        self._b[positions] = 0.0
-        self._written += n
+        """Advance by ``n`` missing samples (a gap) without materialising them."""
+        self._buffer.skip_to(self._buffer.end_index + n)
 
     def correlations(self) -> FloatArray:
-        """Pearson r of every pair at the newest sample written so far."""
-        end = self._written - 1
+        """Pearson r for lags -lag..+lag of the span ending at the newest sample."""
+        end = self._buffer.end_index - 1
         delta = end - self._state_end
         if (
             self._state_end < 0
             or delta > self._slide_limit
-            or (self._since_exact >= self._recompute_every and delta > 0)
+            or self._since_exact >= self._recompute_every
+            or not np.isfinite(self._cross).all()
         ):
-            self._exact(end)
-        elif delta > 0:
-            self._slide(end, delta)
-        return self._pearson()
-
-    def _gather(self, end: int, length: int, pairs: slice) -> tuple[FloatArray, ...]:
-        """Shifted, masked a and b values, shape (pairs, length), of the windows of ``length``
-        samples ending ``offset`` samples before absolute index ``end``; plus the pair mask."""
-        steps = np.arange(end - length + 1, end + 1, dtype=np.int64)
-        idx_a = (steps[None, :] - self._offset_a[pairs, None]) % self._capacity
-        idx_b = (steps[None, :] - self._offset_b[pairs, None]) % self._capacity
-        pair_ok = self._mask_a[idx_a] * self._mask_b[idx_b]
-        xa = (self._a[idx_a] - self._ref_a) * pair_ok
-        xb = (self._b[idx_b] - self._ref_b) * pair_ok
-        return xa, xb, pair_ok
-
-    @staticmethod
-    def _moments(xa: FloatArray, xb: FloatArray, pair_ok: FloatArray) -> FloatArray:
-        return np.stack(
-            [
-                xa.sum(axis=1),
-                xb.sum(axis=1),
-                (xa * xa).sum(axis=1),
-                (xb * xb).sum(axis=1),
-                (xa * xb).sum(axis=1),
-                pair_ok.shape[1] - pair_ok.sum(axis=1),
-            ]
-        )
-
-    def _exact(self, end: int) -> None:
-        # Re-centre on the mean of the valid samples still in the ring: keeps the raw sums
-        # small relative to the variance (no catastrophic cancellation).
-        self._ref_a = _masked_mean(self._a, self._mask_a)
-        self._ref_b = _masked_mean(self._b, self._mask_b)
-        n_pairs = self.n_pairs
-        for lo in range(0, n_pairs, _EXACT_BLOCK_PAIRS):
-            block = slice(lo, min(lo + _EXACT_BLOCK_PAIRS, n_pairs))
-            self._sums[:, block] = self._moments(*self._gather(end, self._window_n, block))
+            return self._exact(end)
+        first = end - self._span_n + 1 - delta
+        if first < self._buffer.oldest_index:  # after a long gap: nothing to slide from
+            return self._exact(end)
+        x, ok = self._shifted(first, end + 1)
+        if delta > 0:
+            lead_in = delta + self._lag_n
+            self._cross += self._cross_products(x[:, -lead_in:], delta)
+            self._cross -= self._cross_products(x[:, :lead_in], delta)
+            self._since_exact += 1
         self._state_end = end
+        r, drifted = self._pearson(x[:, delta:], ok[:, delta:])
+        return self._exact(end) if drifted else r
+
+    def _exact(self, end: int) -> FloatArray:
+        first = end - self._span_n + 1
+        if first < self._buffer.oldest_index:  # a gap longer than the buffer: no data
+            self._state_end = -1
+            return np.full(self._cross.shape, np.nan)
+        self._ref = self._levels(first, end + 1)
+        x, ok = self._shifted(first, end + 1)
+        self._cross = self._cross_products(x, self._window_n)
         self._since_exact = 0
-
-    def _slide(self, end: int, delta: int) -> None:
-        every = slice(None)
-        entering = self._moments(*self._gather(end, delta, every))
-        leaving = self._moments(*self._gather(end - self._window_n, delta, every))
-        self._sums += entering - leaving
         self._state_end = end
-        self._since_exact += 1
+        return self._pearson(x, ok)[0]
 
-    def _pearson(self) -> FloatArray:
+    def _levels(self, start: int, stop: int) -> FloatArray:
+        """Mean of the usable samples of each series (shape (2, 1)): the shift that keeps
+        the sums free of cancellation."""
+        x, ok = self._rows(start, stop)
+        count = ok.sum(axis=1)
+        total = np.where(ok, x, 0.0).sum(axis=1)
+        return np.divide(total, count, out=np.zeros(2), where=count > 0)[:, None]
+
+    def _rows(self, start: int, stop: int) -> tuple[FloatArray, BoolArray]:
+        view = self._buffer.view
+        x = np.vstack([view(0, start, stop), view(1, start, stop)])
+        ok = np.vstack([view(2, start, stop), view(3, start, stop)]) == 1.0  # gap: NaN
+        return x, ok
+
+    def _shifted(self, start: int, stop: int) -> tuple[FloatArray, BoolArray]:
+        """Rows (a, b) minus their reference level, 0 where unusable; and the usable mask."""
+        x, ok = self._rows(start, stop)
+        return np.where(ok, x - self._ref, 0.0), ok
+
+    def _cross_products(self, x: FloatArray, n_pairs: int) -> FloatArray:
+        """For lags -lag..+lag: the sum over m < n_pairs of a[m]*b[m+d] (d >= 0) or
+        a[m+|d|]*b[m] (d < 0); the rows of ``x`` hold n_pairs + lag samples."""
+        b_follows = np.correlate(x[1], x[0, :n_pairs], mode="valid")  # d = 0..lag
+        a_follows = np.correlate(x[0], x[1, :n_pairs], mode="valid")  # |d| = 0..lag
+        return np.concatenate([a_follows[:0:-1], b_follows])
+
+    def _pearson(self, x: FloatArray, ok: BoolArray) -> tuple[FloatArray, bool]:
+        """r per lag over the span in ``x``, and whether the reference level drifted too far
+        from a window mean for the slid sums to keep their precision (then the caller
+        recomputes exactly)."""
         n = float(self._window_n)
-        sum_a, sum_b, sum_aa, sum_bb, sum_ab, invalid = self._sums
-        var_a = sum_aa - sum_a * sum_a / n
-        var_b = sum_bb - sum_b * sum_b / n
-        cov = sum_ab - sum_a * sum_b / n
-        usable = (
-            (invalid < 0.5)
-            & (var_a > _CONSTANT_RELATIVE_VARIANCE * sum_aa)
-            & (var_b > _CONSTANT_RELATIVE_VARIANCE * sum_bb)
-            & (var_a > 0)
-            & (var_b > 0)
+        table = _window_sums(np.concatenate([x, x * x, ~ok]), self._window_n)
+        picked = table.ravel()[self._picks]
+        sums, squares = picked[0:2], picked[2:4]
+        var = squares - sums * sums / n
+        cov = self._cross - sums[0] * sums[1] / n
+        usable = (picked[4] + picked[5] < 0.5) & (var > _CONSTANT_RELATIVE_VARIANCE * squares).all(
+            axis=0
         )
-        r = np.full(var_a.shape, np.nan)
-        r[usable] = cov[usable] / np.sqrt(var_a[usable] * var_b[usable])
-        return np.clip(r, -1.0, 1.0)
+        r = np.divide(
+            cov, np.sqrt(np.abs(var[0] * var[1])), out=np.full(cov.shape, np.nan), where=usable
+        )
+        # Rounding error of the shifted sums grows like eps * (level offset)^2 / variance.
+        drifted = bool((usable & (sums * sums > _MAX_DRIFT * n * var).any(axis=0)).any())
+        return np.clip(r, -1.0, 1.0), drifted
 
 
-def _masked_mean(values: FloatArray, mask: FloatArray) -> float:
-    count = float(mask.sum())
-    return float((values * mask).sum() / count) if count > 0 else 0.0
+def _window_sums(rows: FloatArray, window_n: int) -> FloatArray:
+    """Sum of every ``window_n``-long window of each row (column = window start)."""
+    cumulative = np.zeros((rows.shape[0], rows.shape[1] + 1))
+    np.cumsum(rows, axis=1, out=cumulative[:, 1:])
+    return cumulative[:, window_n:] - cumulative[:, :-window_n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,13 +367,9 @@ class StreamingCrossCorrelation:
         step_n = samples_in(step_s, fs_hz, key="step_s", minimum=1)
         if not z_cap > 0:
             raise ConfigError(f"z_cap must be > 0, got {z_cap!r}", key="z_cap")
-        lags, offset_a, offset_b = lagged_pair_offsets(lag_n)
-        self._moments = SlidingComoments(
-            window_n=window_n,
-            offset_a=offset_a,
-            offset_b=offset_b,
-            max_slide_n=step_n,
-            recompute_every=recompute_every,
+        lags = np.arange(-lag_n, lag_n + 1)
+        self._moments = LaggedComoments(
+            window_n=window_n, lag_n=lag_n, max_slide_n=step_n, recompute_every=recompute_every
         )
         self._fs_hz = fs_hz
         self._lags_s = lags / fs_hz
