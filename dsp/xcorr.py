@@ -195,7 +195,7 @@ class LaggedComoments:
             self._since_exact += 1
         self._state_end = end
         r, drifted = self._pearson(x[:, delta:], ok[:, delta:])
-        return self._exact(end) if drifted else r
+        return self._exact(end) if drifted.any() else r
 
     def _exact(self, end: int) -> FloatArray:
         first = end - self._span_n + 1
@@ -207,7 +207,12 @@ class LaggedComoments:
         self._cross = self._cross_products(x, self._window_n)
         self._since_exact = 0
         self._state_end = end
-        return self._pearson(x, ok)[0]
+        r, drifted = self._pearson(x, ok)
+        for lag_index in np.flatnonzero(drifted):
+            # A window far from the span's mean relative to its own spread (a step inside
+            # the span): centre it on its own mean, as a two-pass correlation does.
+            r[lag_index] = self._two_pass(x, int(lag_index))
+        return r
 
     def _levels(self, start: int, stop: int) -> FloatArray:
         """Mean of the usable samples of each series (shape (2, 1)): the shift that keeps
@@ -235,10 +240,17 @@ class LaggedComoments:
         a_follows = np.correlate(x[0], x[1, :n_pairs], mode="valid")  # |d| = 0..lag
         return np.concatenate([a_follows[:0:-1], b_follows])
 
-    def _pearson(self, x: FloatArray, ok: BoolArray) -> tuple[FloatArray, bool]:
-        """r per lag over the span in ``x``, and whether the reference level drifted too far
-        from a window mean for the slid sums to keep their precision (then the caller
-        recomputes exactly)."""
+    def _two_pass(self, x: FloatArray, lag_index: int) -> float:
+        start_a, start_b = self._picks[0, lag_index], self._picks[1, lag_index] - (self._lag_n + 1)
+        a = x[0, start_a : start_a + self._window_n]
+        b = x[1, start_b : start_b + self._window_n]
+        a = a - a.mean()
+        b = b - b.mean()
+        return float(np.clip((a @ b) / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+
+    def _pearson(self, x: FloatArray, ok: BoolArray) -> tuple[FloatArray, BoolArray]:
+        """r per lag over the span in ``x``, and per lag whether the reference level is too
+        far from the window's mean for the shifted sums to keep their precision."""
         n = float(self._window_n)
         table = _window_sums(np.concatenate([x, x * x, ~ok]), self._window_n)
         picked = table.ravel()[self._picks]
@@ -252,7 +264,7 @@ class LaggedComoments:
             cov, np.sqrt(np.abs(var[0] * var[1])), out=np.full(cov.shape, np.nan), where=usable
         )
         # Rounding error of the shifted sums grows like eps * (level offset)^2 / variance.
-        drifted = bool((usable & (sums * sums > _MAX_DRIFT * n * var).any(axis=0)).any())
+        drifted = usable & (sums * sums > _MAX_DRIFT * n * var).any(axis=0)
         return np.clip(r, -1.0, 1.0), drifted
 
 
