@@ -405,9 +405,13 @@ class RPeakDetector:
 
     @property
     def max_delay_s(self) -> float:
-        """Upper bound of the detection delay of any peak (learning phase or search-back)."""
+        """Upper bound of the detection delay of any peak: beats found during the learning
+        phase wait for its end; a beat recovered by search-back waits for the deadline, at
+        most ``searchback_max_s`` after the previous beat's energy peak, and its R peak may lie
+        up to ``r_search_s[0] - refractory_s`` before the earliest allowed energy peak."""
         c = self._config
-        return max(c.learning_s, c.searchback_max_s) + c.lookahead_s
+        searchback_s = c.searchback_max_s + max(0.0, c.r_search_s[0] - c.refractory_s)
+        return max(c.learning_s, searchback_s) + c.lookahead_s
 
     @property
     def final_through_s(self) -> float:

@@ -8,15 +8,22 @@ for every invalid sample, so downstream code can withhold synchrony.
 Beat correction (one beat of look-ahead, trailing windows instead of centred ones): for beat
 ``b_j`` with incoming interval ``rr_j`` and outgoing ``rr_{j+1}``,
 
-* ``dRR_j = rr_{j+1} - rr_j`` is normalised by ``Th1 = 5.2 * QD(|dRR|)`` over the last 91
-  beats; an *ectopic* beat is a large ``dRR_j`` with an opposite previous ``dRR_{j-1}`` (the
-  paper's S11/S12 rule with c1 = 0.13, c2 = 0.17, using only the past neighbour) and is moved
-  to the middle of its neighbours (the paper interpolates it);
 * ``mRR_j = rr_j - median(last 11 rr)`` (doubled when negative) normalised by
-  ``Th2 = 5.2 * QD(|mRR|)``; ``|mRR| > 3`` marks a long/short interval, which is a *missed*
-  beat if ``|rr_j / 2 - median| < Th2`` (a beat is inserted in the middle), an *extra* beat if
-  ``|rr_j + rr_{j+1} - median| < Th2`` (``b_j`` is removed), and otherwise an artefact (its
-  heart-rate value is dropped and bridged by interpolation).
+  ``Th2 = 5.2 * QD(|mRR|)`` over the last 91 beats; ``|mRR| > 3`` marks a long/short
+  interval, which is a *missed* beat if ``|rr_j / 2 - median| < Th2`` (a beat is inserted in
+  the middle) or an *extra* beat if ``|rr_j + rr_{j+1} - median| < Th2`` (``b_j`` is removed);
+* otherwise ``dRR_j = rr_{j+1} - rr_j`` is normalised by ``Th1 = 5.2 * QD(|dRR|)``; an
+  *ectopic* beat is a large ``dRR_j`` with an opposite previous ``dRR_{j-1}`` (the paper's
+  S11/S12 rule, c1 = 0.13, c2 = 0.17, with only the past neighbour, so missed/extra are tested
+  first and the change must exceed ``ectopic_min_change`` of the median) and is moved to the
+  middle of its neighbours (the paper interpolates it);
+* a remaining long/short interval is an artefact: its heart-rate value is dropped and bridged.
+
+Two guards against noise that the interval rules alone let through: intervals that touch a
+beat whose QRS does not match the running template (:attr:`dsp.ecg.RPeaks.similarity`,
+template matching after Li, Mark & Clifford 2008) are artefacts, and when more than
+``max_irregular_beats`` of the last ``irregular_window_beats`` beats needed correction the
+stretch is noise and its heart rate is withheld.
 
 Heart rate is linearly interpolated between the good beats' instantaneous values
 (``60 / IBI`` at each beat) onto the grid, but only across spans of at most
@@ -164,7 +171,7 @@ class HeartRateOutput(NamedTuple):
 
 
 class _Point(NamedTuple):
-    """A corrected beat with the heart rate of the interval ending at it."""
+    """A corrected beat and the inter-beat interval ending at it."""
 
     t_s: float
     ibi_s: float
@@ -603,7 +610,7 @@ class HeartRateProcessor:
         after = next((p for p in self._points if p.t_s > t_s and p.reason is None), None)
         bridge_s = self._config.max_bridge_s
         if after is None:
-            if t_s > final_through_s:
+            if t_s >= final_through_s:  # a beat may still appear at or before t_s
                 return None
             if (
                 before is not None

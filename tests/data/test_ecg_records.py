@@ -177,6 +177,9 @@ def test_noisy_records_never_stall_nor_emit_implausible_heart_rate(name: str, ch
     fs_hz = float(record.fs)
     ecg = np.asarray(record.p_signal[:, channel], dtype=np.float64)
     out, worst_lag_s = run_heart_rate(ecg, fs_hz, seed=channel)
+    one_shot = HeartRateProcessor(fs_hz).push(np.arange(ecg.size) / fs_hz, ecg)
+    np.testing.assert_array_equal(out.hr.values, one_shot.hr.values)  # chunking is irrelevant
+    assert out.reasons == one_shot.reasons
     k = np.round(out.hr.t_s * 4.0).astype(np.int64)
     assert np.all(np.diff(k) == 1)  # one sample per grid step, none skipped or repeated
     assert out.hr.t_s[-1] >= (ecg.size - 1) / fs_hz - 3.0

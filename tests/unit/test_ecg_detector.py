@@ -220,3 +220,32 @@ def test_config_validation_names_the_key(kwargs: dict[str, object], key: str) ->
 def test_unsupported_rate_is_a_config_error(fs_hz: float) -> None:
     with pytest.raises(ConfigError, match="fs_hz"):
         RPeakDetector(fs_hz)
+
+
+def test_reset_restarts_detection_and_reports_the_new_segment() -> None:
+    fs_hz = 250.0
+    ecg = synthetic_ecg(fs_hz=fs_hz, beat_times_s=_BEATS_S, duration_s=_DURATION_S)
+    t = np.arange(ecg.size) / fs_hz
+    detector = RPeakDetector(fs_hz)
+    first = detector.push(t[:2500], ecg[:2500])
+    assert detector.segment_starts_s == (0.0,)
+    detector.push(t[2500:2600], ecg[2500:2600])
+    assert detector.segment_starts_s == ()
+    detector.reset()
+    later = detector.push(t[2600:], ecg[2600:])
+    assert detector.segment_starts_s == (t[2600],)
+    assert first.indices.size >= 10
+    # Beats right after the restart are still found (reported after the learning phase).
+    truth_s = _BEATS_S[(t[2600] + 0.05 < _BEATS_S) & (_BEATS_S < _DURATION_S - 0.5)]
+    missed, extra, _ = _match(later.times_s, truth_s, tolerance_s=0.05)
+    assert (missed, extra) == (0, 0)
+
+
+def test_out_of_range_samples_are_treated_as_unusable() -> None:
+    fs_hz = 250.0
+    ecg = synthetic_ecg(fs_hz=fs_hz, beat_times_s=_BEATS_S, duration_s=_DURATION_S)
+    ecg[round(12.0 * fs_hz) : round(12.5 * fs_hz)] = 1e6  # unit error / rail noise
+    detector = RPeakDetector(fs_hz)
+    peaks = detector.push(np.arange(ecg.size) / fs_hz, ecg)
+    assert detector.segment_starts_s == (0.0, 12.5)
+    assert np.all(np.abs(ecg[peaks.indices]) < 10.0)
