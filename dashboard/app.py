@@ -1,0 +1,228 @@
+"""The Bokeh document of one dashboard session: models, layout, and applying updates.
+
+:class:`DashboardView` owns every Bokeh model and knows nothing about websockets;
+:meth:`DashboardView.render` applies one :class:`~dashboard.state.Updates`. Models that
+tests and tools look up have stable names:
+
+- ``header``, ``stream_badges``, ``waiting`` (Divs);
+- per derived signal ``S`` in ``hr``, ``scl``, ``phasic``: ``state_S`` (state tile Div),
+  ``S_physio`` (plot of both people), ``S_physio_therapist`` / ``S_physio_client`` (line
+  renderers, columns ``x``, ``y``), ``S_sync`` (plot), ``S_sync_z`` (line renderer of
+  ``null_z``; its source also has ``z``), ``S_episodes`` (shading renderer), ``section_S``.
+
+Time runs along a shared x axis in elapsed time since the session's first ``hello``
+(milliseconds on a datetime axis, so ticks read mm:ss).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bokeh.layouts import column, row
+from bokeh.model import Model
+from bokeh.models import (
+    ColumnDataSource,
+    DataRange1d,
+    DatetimeTickFormatter,
+    InlineStyleSheet,
+    LayoutDOM,
+)
+from bokeh.models.annotations import Legend, Span
+from bokeh.models.renderers import GlyphRenderer
+from bokeh.models.widgets.markups import Div
+from bokeh.plotting import figure
+from bokeh.transform import factor_cmap
+
+from .messages import DERIVED_SIGNALS, ROLES
+from .state import Updates
+from .views import (
+    CLIENT_COLOR,
+    CSS,
+    SIGNAL_TITLES,
+    SIGNAL_UNITS,
+    STATE_COLORS,
+    STRENGTH_COLOR,
+    SYNC_COLOR,
+    THERAPIST_COLOR,
+    WAITING_HTML,
+    render_badges,
+    render_header,
+    render_tile,
+)
+
+# Two-sided 5 % level of a standard normal: the line a z against the surrogate null has
+# to cross to be "more than chance" (the protocol's null_z is such a z).
+SIGNIFICANCE_Z = 1.96
+
+ROLE_COLORS = {"therapist": THERAPIST_COLOR, "client": CLIENT_COLOR}
+TILE_WIDTH_PX = 270
+PHYSIO_HEIGHT_PX = 190
+SYNC_HEIGHT_PX = 150
+
+PHYSIO_COLUMNS = ("x", "y")
+SYNC_COLUMNS = ("x", "z", "null_z")
+EPISODE_COLUMNS = ("left", "right", "state")
+
+
+def _empty(columns: tuple[str, ...]) -> dict[str, list[Any]]:
+    # Fresh lists every time: Bokeh's stream() extends column lists in place, so two
+    # sources must never share one.
+    return {name: [] for name in columns}
+
+
+def _time_axis_formatter() -> DatetimeTickFormatter:
+    # Elapsed session time (ms since start) read as mm:ss; beyond an hour h:mm.
+    return DatetimeTickFormatter(
+        milliseconds="%M:%S.%3N", seconds="%M:%S", minsec="%M:%S", minutes="%M:%S",
+        hourmin="%H:%M", hours="%H:%M",
+        # Elapsed time has no calendar: never promote a tick at 00:00 to a date.
+        boundary_scaling=False,
+    )
+
+
+def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str) -> figure:
+    fig = figure(
+        name=name, height=height, sizing_mode="stretch_width", x_range=x_range,
+        x_axis_type="datetime", tools="", toolbar_location=None,
+        background_fill_color="#ffffff", border_fill_color="#ffffff",
+        outline_line_color=None, min_border_left=60,
+    )
+    fig.xaxis.formatter = _time_axis_formatter()
+    fig.yaxis.axis_label = y_label
+    for axis in (*fig.xaxis, *fig.yaxis):
+        axis.axis_line_color = "#bbbbbb"
+        axis.major_tick_line_color = "#bbbbbb"
+        axis.minor_tick_line_color = None
+        axis.major_label_text_color = "#555555"
+        axis.axis_label_text_color = "#555555"
+        axis.axis_label_text_font_style = "normal"
+        axis.axis_label_text_font_size = "12px"
+    fig.xgrid.grid_line_color = None
+    fig.ygrid.grid_line_color = "#eeeeee"
+    return fig
+
+
+def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
+    legend = Legend(
+        items=[(label, [renderer]) for label, renderer in items], orientation="horizontal",
+        location="top_left", label_text_font_size="12px", label_text_color="#444444",
+        background_fill_alpha=0.7, border_line_color=None, spacing=14, margin=4,
+    )
+    fig.add_layout(legend, "above")
+
+
+class _SignalSection:
+    """Tile, physio plot and synchrony plot of one derived signal."""
+
+    __slots__ = ("episodes", "layout", "physio", "sync", "tile")
+
+    def __init__(self, signal: str, *, x_range: DataRange1d, stylesheet: InlineStyleSheet):
+        self.tile = Div(name=f"state_{signal}", width=TILE_WIDTH_PX, stylesheets=[stylesheet])
+        self.physio = {role: ColumnDataSource(data=_empty(PHYSIO_COLUMNS)) for role in ROLES}
+        self.sync = ColumnDataSource(data=_empty(SYNC_COLUMNS))
+        self.episodes = ColumnDataSource(data=_empty(EPISODE_COLUMNS))
+
+        title = SIGNAL_TITLES[signal]
+        physio_fig = _styled_figure(
+            name=f"{signal}_physio", height=PHYSIO_HEIGHT_PX, x_range=x_range,
+            y_label=f"{title} ({SIGNAL_UNITS[signal]})",
+        )
+        sync_fig = _styled_figure(
+            name=f"{signal}_sync", height=SYNC_HEIGHT_PX, x_range=x_range,
+            y_label="synchrony (z)",
+        )
+        for fig in (physio_fig, sync_fig):
+            fig.quad(
+                name=f"{signal}_episodes" if fig is sync_fig else None,
+                source=self.episodes, left="left", right="right", bottom=-1e6, top=1e6,
+                fill_alpha=0.14, line_color=None,
+                fill_color=factor_cmap(
+                    "state", palette=list(STATE_COLORS.values()), factors=list(STATE_COLORS)
+                ),
+            )
+        physio_lines = [
+            physio_fig.line(
+                "x", "y", source=self.physio[role], name=f"{signal}_physio_{role}",
+                line_color=ROLE_COLORS[role], line_width=2,
+            )
+            for role in ROLES
+        ]
+        # Autoscale on the data only: the shading spans the whole height by construction.
+        physio_fig.y_range = DataRange1d(renderers=list[Model](physio_lines), range_padding=0.15)
+        _legend(physio_fig, [(r.capitalize(), line) for r, line in zip(ROLES, physio_lines,
+                                                                         strict=True)])
+
+        strength = sync_fig.line(
+            "x", "z", source=self.sync, name=f"{signal}_sync_strength",
+            line_color=STRENGTH_COLOR, line_width=1.2, line_dash="dotted",
+        )
+        significance = sync_fig.line(
+            "x", "null_z", source=self.sync, name=f"{signal}_sync_z",
+            line_color=SYNC_COLOR, line_width=2,
+        )
+        sync_fig.add_layout(Span(location=SIGNIFICANCE_Z, dimension="width",
+                                 line_color="#009E73", line_dash="dashed", line_width=1.2))
+        sync_fig.add_layout(Span(location=0.0, dimension="width", line_color="#cccccc",
+                                 line_width=1))
+        sync_fig.y_range = DataRange1d(
+            renderers=list[Model]([strength, significance]), range_padding=0.15
+        )
+        _legend(sync_fig, [("z vs chance (dashed: p < .05)", significance),
+                           ("strength (Fisher z)", strength)])
+
+        self.layout = row(
+            self.tile,
+            column(physio_fig, sync_fig, sizing_mode="stretch_width"),
+            name=f"section_{signal}", sizing_mode="stretch_width", visible=False,
+        )
+
+    def clear(self) -> None:
+        for source in self.physio.values():
+            source.data = _empty(PHYSIO_COLUMNS)
+        self.sync.data = _empty(SYNC_COLUMNS)
+        self.episodes.data = _empty(EPISODE_COLUMNS)
+
+
+class DashboardView:
+    """All Bokeh models of one dashboard session; :attr:`root` goes into the document."""
+
+    __slots__ = ("badges", "header", "root", "sections", "waiting")
+
+    def __init__(self) -> None:
+        stylesheet = InlineStyleSheet(css=CSS)
+        self.header = Div(name="header", sizing_mode="stretch_width", stylesheets=[stylesheet])
+        self.badges = Div(name="stream_badges", sizing_mode="stretch_width",
+                          stylesheets=[stylesheet])
+        self.waiting = Div(name="waiting", text=WAITING_HTML, stylesheets=[stylesheet])
+        x_range = DataRange1d(range_padding=0.02, follow="end")
+        self.sections = {
+            signal: _SignalSection(signal, x_range=x_range, stylesheet=stylesheet)
+            for signal in DERIVED_SIGNALS
+        }
+        children: list[LayoutDOM] = [self.header, self.badges, self.waiting]
+        children.extend(section.layout for section in self.sections.values())
+        self.root = column(children, sizing_mode="stretch_width", name="dashboard")
+
+    def render(self, updates: Updates) -> None:
+        """Apply one tick's updates; text models are only touched when they changed."""
+        if updates.reset:
+            for section in self.sections.values():
+                section.clear()
+        self.waiting.visible = not updates.signals
+        for signal, section in self.sections.items():
+            section.layout.visible = signal in updates.signals
+            _set_text(section.tile, render_tile(updates.tiles[signal]))
+        for (signal, role), rows in updates.physio.items():
+            self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)
+        for signal, rows in updates.sync.items():
+            self.sections[signal].sync.stream(dict(rows), rollover=updates.sync_rollover)
+        for signal, table in updates.episodes.items():
+            self.sections[signal].episodes.data = table
+        _set_text(self.header, render_header(updates.header))
+        _set_text(self.badges, render_badges(updates.badges))
+
+
+def _set_text(div: Div, html: str) -> None:
+    # Avoid a websocket patch per tick for text that did not change.
+    if div.text != html:
+        div.text = html

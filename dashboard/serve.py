@@ -1,0 +1,175 @@
+"""Run the dashboard: a Bokeh server on the caller's event loop.
+
+:func:`start_dashboard` is the one entry point. The Bokeh server is attached to the
+currently running asyncio loop (tornado's ``IOLoop.current()``) and never starts, stops or
+owns that loop, so the dyadsync service and the dashboard share one loop. Every browser
+session gets its own :class:`~dashboard.state.DashboardState`, its own websocket
+connection to the server (:func:`~dashboard.feed.run_feed`) and a display tick that
+applies what arrived (``ColumnDataSource.stream`` with a rollover, so memory is bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any
+
+from bokeh.application import Application
+from bokeh.application.handlers.function import FunctionHandler
+from bokeh.document import Document
+from bokeh.models.widgets.markups import Div
+from bokeh.server.contexts import BokehSessionContext
+from bokeh.server.server import Server
+from tornado.ioloop import IOLoop
+
+from dsp.exceptions import ConfigError
+
+from .app import DashboardView
+from .feed import run_feed, with_token
+from .state import DashboardState
+
+log = logging.getLogger(__name__)
+
+APP_PATH = "/dashboard"
+
+# Display tick: 4 redraws per second feels live for signals on a 4 Hz grid without
+# making the browser redraw more often than anything changes.
+TICK_MS = 250
+
+
+class DashboardHandle:
+    """A running dashboard server; :attr:`url` opens it, :meth:`stop` shuts it down."""
+
+    __slots__ = ("_feeds", "_server", "url")
+
+    def __init__(self, server: Server, url: str, feeds: set[asyncio.Task[None]]) -> None:
+        self._server = server
+        self._feeds = feeds
+        self.url = url
+
+    def stop(self) -> None:
+        """Close every session's websocket feed and stop listening. Idempotent."""
+        for task in list(self._feeds):
+            task.cancel()
+        self._feeds.clear()
+        if not getattr(self._server, "_stopped", False):
+            self._server.stop()
+            self._server.unlisten()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _free_port(host: str) -> int:
+    # Bokeh's Server binds its own sockets, so ask the OS for a free port first (the tiny
+    # window before Bokeh binds it is acceptable for tests and ad-hoc runs).
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _token_ok(doc: Document, token: str | None) -> bool:
+    if token is None:
+        return True
+    # Under the Bokeh server the context is a BokehSessionContext carrying the HTTP request.
+    context = doc.session_context
+    request = context.request if isinstance(context, BokehSessionContext) else None
+    arguments: dict[str, Any] = request.arguments if request is not None else {}
+    given = arguments.get("token") or [b""]
+    return hmac.compare_digest(given[0], token.encode())
+
+
+def _session_builder(ws_url: str, token: str | None, feeds: set[asyncio.Task[None]]) -> Any:
+    """The FunctionHandler body: builds one browser session's document."""
+
+    def build(doc: Document) -> None:
+        doc.title = "dyadsync"
+        if not _token_ok(doc, token):
+            doc.add_root(Div(text="Access denied: open the dashboard URL including its token."))
+            return
+        state = DashboardState()
+        view = DashboardView()
+        doc.add_root(view.root)
+        view.render(state.take_updates(now_s=time.monotonic()))
+
+        task = asyncio.get_running_loop().create_task(run_feed(ws_url, state))
+        feeds.add(task)
+        task.add_done_callback(feeds.discard)
+        task.add_done_callback(_log_feed_end)
+
+        def tick() -> None:
+            view.render(state.take_updates(now_s=time.monotonic()))
+
+        doc.add_periodic_callback(tick, TICK_MS)
+        def stop_feed(_context: object) -> None:
+            task.cancel()
+
+        doc.on_session_destroyed(stop_feed)
+
+    return build
+
+
+def _log_feed_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("dashboard websocket feed failed", exc_info=task.exception())
+
+
+def start_dashboard(
+    *,
+    ws_url: str,
+    host: str = "127.0.0.1",
+    port: int = 5006,
+    token: str | None = None,
+    allow_websocket_origins: list[str] | None = None,
+) -> DashboardHandle:
+    """Start the dashboard server on the running event loop and return its handle.
+
+    ``ws_url`` is the dyadsync websocket endpoint (``ws://HOST:PORT/ws``); each browser
+    session connects to it, adding ``token`` when given. Bound to anything but loopback
+    the dashboard requires ``token`` (then the page URL carries ``?token=``, and
+    :attr:`DashboardHandle.url` includes it). ``port=0`` picks a free port.
+    ``allow_websocket_origins`` is Bokeh's exact ``host:port`` allow-list for the
+    browser's websocket; by default only the address served.
+    Must be called from a coroutine or callback running on the event loop.
+    """
+    if not _is_loopback(host) and not token:
+        raise ConfigError(
+            f"the dashboard is bound to {host!r}, which is reachable from the network; "
+            "pass a token (or bind to 127.0.0.1)",
+            key="token",
+        )
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be in 0..65535, got {port!r}", key="port")
+    asyncio.get_running_loop()  # raises RuntimeError outside a running loop, as documented
+    if port == 0:
+        port = _free_port(host)
+    if allow_websocket_origins is None:
+        # Bokeh's own default names only localhost; a browser opening the printed URL
+        # sends the host it was given.
+        allow_websocket_origins = [f"{host}:{port}"]
+        if _is_loopback(host):
+            allow_websocket_origins.append(f"localhost:{port}")
+    feeds: set[asyncio.Task[None]] = set()
+    app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, feeds)))
+    server = Server(
+        {APP_PATH: app},
+        io_loop=IOLoop.current(),
+        address=host,
+        port=port,
+        allow_websocket_origin=allow_websocket_origins,
+    )
+    server.start()
+    url = f"http://{host}:{port}{APP_PATH}"
+    if token:
+        url += f"?token={token}"
+    return DashboardHandle(server, url, feeds)

@@ -1,0 +1,131 @@
+"""HTML for the dashboard's text parts (header, state tiles, stream badges) and its palette.
+
+Pure functions of the views in :mod:`dashboard.state`, so wording and escaping are unit
+tested without a browser. Everything the server sends is escaped: a ``reason`` or
+``detail`` string is data, never markup.
+
+Colours are from the Okabe & Ito (2008) colour-blind-safe palette ("Color Universal
+Design"): therapist blue and client orange are distinguishable under every common
+colour-vision deficiency, and the state colours never carry meaning alone (each state is
+also spelled out).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from .state import BadgeView, HeaderView, TileView
+
+THERAPIST_COLOR = "#0072B2"  # Okabe-Ito blue
+CLIENT_COLOR = "#E69F00"  # Okabe-Ito orange
+SYNC_COLOR = "#333333"
+STRENGTH_COLOR = "#999999"
+STATE_COLORS = {
+    "coupled": "#009E73",  # Okabe-Ito bluish green
+    "anti_phase": "#CC79A7",  # Okabe-Ito reddish purple
+    "decoupled": "#7F7F7F",
+}
+SIGNAL_TITLES = {
+    "hr": "Heart rate",
+    "scl": "Skin conductance",
+    "phasic": "Phasic skin conductance",
+}
+SIGNAL_UNITS = {"hr": "bpm", "scl": "µS", "phasic": "µS"}
+
+CSS = """
+:host { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; }
+.header { display: flex; align-items: baseline; gap: 18px; flex-wrap: wrap;
+  padding: 10px 4px 6px 4px; }
+.brand { font-size: 20px; font-weight: 600; letter-spacing: 0.02em; }
+.session { font-size: 15px; color: #444; }
+.muted { color: #777; font-size: 13px; }
+.pill { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 13px;
+  border: 1px solid; }
+.conn-connected { color: #00684b; border-color: #009E73; background: #eaf7f2; }
+.conn-connecting { color: #555; border-color: #bbb; background: #f4f4f4; }
+.conn-disconnected { color: #8a3a00; border-color: #D55E00; background: #fcefe6; }
+.convention { font-size: 13px; color: #555; }
+.badges { display: flex; gap: 10px; flex-wrap: wrap; padding: 6px 4px; }
+.badge { font-size: 13px; padding: 3px 10px; border-radius: 6px; border: 1px solid #ddd;
+  background: #fafafa; }
+.dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%;
+  margin-right: 6px; vertical-align: baseline; }
+.level-ok .dot { background: #009E73; }
+.level-warn .dot { background: #E69F00; }
+.level-warn { border-color: #E69F00; background: #fff7e6; }
+.level-bad .dot { background: #D55E00; }
+.level-bad { border-color: #D55E00; background: #fcefe6; }
+.level-unknown .dot { background: #c8c8c8; }
+.level-unknown { color: #888; }
+.tile { box-sizing: border-box; width: 250px; min-height: 150px; padding: 14px 16px;
+  border-radius: 10px; border: 1px solid #ddd; border-left-width: 8px; background: #fff; }
+.tile-title { font-size: 13px; text-transform: uppercase; letter-spacing: 0.06em;
+  color: #666; }
+.tile-state { font-size: 30px; font-weight: 600; margin: 6px 0 4px 0; }
+.tile-detail { font-size: 16px; color: #333; }
+.tile-figures { font-size: 13px; color: #666; margin-top: 8px;
+  font-variant-numeric: tabular-nums; }
+.tile-coupled { border-left-color: #009E73; }
+.tile-coupled .tile-state { color: #00684b; }
+.tile-anti_phase { border-left-color: #CC79A7; }
+.tile-anti_phase .tile-state { color: #8e4474; }
+.tile-decoupled { border-left-color: #7F7F7F; }
+.tile-none { border-left-color: #d0d0d0; background: #f3f3f3; }
+.tile-none .tile-state { color: #8a8a8a; }
+.tile-none .tile-detail { color: #777; font-style: italic; }
+.waiting { font-size: 15px; color: #777; padding: 24px 4px; }
+"""
+
+
+def render_header(view: HeaderView) -> str:
+    session = (
+        f'<span class="session">Session <b>{escape(view.session)}</b>'
+        f'{" · " + escape(view.mode) if view.mode else ""}</span>'
+        if view.session
+        else '<span class="session muted">No session yet</span>'
+    )
+    label = {"connected": "Connected", "connecting": "Connecting…",
+             "disconnected": "Disconnected"}[view.connection]
+    detail = f' <span class="muted">{escape(view.connection_detail)}</span>' if (
+        view.connection_detail) else ""
+    ignored = (
+        f' <span class="muted">· {view.ignored_messages} messages ignored</span>'
+        if view.ignored_messages else ""
+    )
+    return (
+        '<div class="header">'
+        '<span class="brand">dyadsync</span>'
+        f"{session}"
+        f'<span><span class="pill conn-{view.connection}">{label}</span>{detail}{ignored}</span>'
+        f'<span class="convention">Lag convention: {escape(view.lag_convention)}</span>'
+        "</div>"
+    )
+
+
+def render_tile(view: TileView) -> str:
+    figures = f'<div class="tile-figures">{escape(view.figures)}</div>' if view.figures else ""
+    return (
+        f'<div class="tile tile-{view.kind}">'
+        f'<div class="tile-title">{escape(SIGNAL_TITLES.get(view.signal, view.signal))}'
+        " synchrony</div>"
+        f'<div class="tile-state">{escape(view.headline)}</div>'
+        f'<div class="tile-detail">{escape(view.detail)}</div>'
+        f"{figures}"
+        "</div>"
+    )
+
+
+def render_badges(badges: tuple[BadgeView, ...]) -> str:
+    if not badges:
+        return '<div class="badges"><span class="muted">Sensor streams: waiting</span></div>'
+    items = "".join(
+        f'<span class="badge level-{b.level}" title="{escape(b.detail)}">'
+        f'<span class="dot"></span>{escape(b.label)}: {escape(b.kind)}'
+        f'{" — " + escape(b.detail) if b.level in ("warn", "bad") and b.detail else ""}'
+        "</span>"
+        for b in badges
+    )
+    return f'<div class="badges">{items}</div>'
+
+
+WAITING_HTML = '<div class="waiting">Waiting for the dyadsync server…</div>'

@@ -1,0 +1,108 @@
+"""dashboard.serve: the Bokeh server runs on the caller's loop, each page session opens its own
+websocket feed, the token is enforced, stop() releases everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qsl
+
+import pytest
+from bokeh.client import pull_session
+from bokeh.document import Document
+from tornado.httpclient import AsyncHTTPClient
+from websockets.asyncio.server import ServerConnection, serve
+
+from dashboard.serve import start_dashboard
+from dsp.exceptions import ConfigError
+
+pytestmark = pytest.mark.timeout(60)
+
+HELLO = json.dumps({"v": 1, "type": "hello", "session": "room-1", "t": 10.0, "mode": "live",
+                    "signals": ["hr"], "grid_hz": 4.0, "synchrony": {"step_s": 1.0},
+                    "lag_convention": "positive lag = client follows therapist"})
+
+
+async def pull_document(url: str) -> Document:
+    """Open a real Bokeh client session (as a browser would) and return its document."""
+    base, _, query = url.partition("?")
+    arguments = dict(parse_qsl(query))
+
+    def pull() -> Document:
+        with pull_session(url=base, arguments=arguments) as session:
+            return session.document
+
+    # The client library runs its own loop: keep it off the loop the server runs on.
+    return await asyncio.to_thread(pull)
+
+
+async def test_page_sessions_connect_to_the_server_and_stop_closes_them() -> None:
+    paths: list[str] = []
+    closed: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        paths.append(ws.request.path)
+        await ws.send(HELLO)
+        await ws.wait_closed()
+        closed.append(ws.request.path)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0)
+        try:
+            assert handle.url.startswith("http://127.0.0.1:")
+            assert handle.url.endswith("/dashboard")
+            response = await AsyncHTTPClient().fetch(handle.url)
+            assert response.code == 200
+            doc = await pull_document(handle.url)
+            assert doc.get_model_by_name("state_hr") is not None
+            assert doc.get_model_by_name("hr_physio_client") is not None
+            async with asyncio.timeout(10):
+                while len(paths) < 2:
+                    await asyncio.sleep(0.02)
+            assert paths == ["/ws", "/ws"]  # one feed per page session (HTTP page, client)
+        finally:
+            handle.stop()
+        async with asyncio.timeout(10):
+            while len(closed) < 2:  # stop() closed every session's websocket feed
+                await asyncio.sleep(0.02)
+        handle.stop()  # idempotent
+
+
+async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
+    paths: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        paths.append(ws.request.path)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0, token="s3cret")
+        try:
+            assert handle.url.endswith("/dashboard?token=s3cret")
+            denied = await pull_document(handle.url.replace("s3cret", "nope"))
+            assert denied.get_model_by_name("state_hr") is None
+            assert "Access denied" in str(denied.roots[0].text)  # type: ignore[attr-defined]
+            allowed = await pull_document(handle.url)
+            assert allowed.get_model_by_name("state_hr") is not None
+            async with asyncio.timeout(10):
+                while not paths:
+                    await asyncio.sleep(0.02)
+            assert paths == ["/ws?token=s3cret"]  # only the allowed page opened a feed
+        finally:
+            handle.stop()
+
+
+async def test_network_binding_without_token_is_refused() -> None:
+    with pytest.raises(ConfigError, match="token"):
+        start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0")
+    with pytest.raises(ConfigError, match="port"):
+        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=70000)
+
+
+def test_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError):
+        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0)

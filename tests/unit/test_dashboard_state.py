@@ -1,0 +1,261 @@
+"""dashboard.state: messages become bounded column updates and honest tile/badge views."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dashboard.state import DashboardState, Updates
+
+T0 = 1000.0
+
+
+def hello(session: str = "room-1", *, t: float = T0, signals: tuple[str, ...] = ("hr", "scl"),
+          grid_hz: float = 4.0) -> str:
+    return json.dumps({"v": 1, "type": "hello", "session": session, "t": t, "mode": "live",
+                       "signals": list(signals), "grid_hz": grid_hz,
+                       "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+                       "lag_convention": "positive lag = client follows therapist"})
+
+
+def physio(t_s: list[float], values: list[float | None], *, role: str = "therapist",
+           signal: str = "hr", session: str = "room-1") -> str:
+    return json.dumps({"v": 1, "type": "physio", "session": session, "t": t_s[-1],
+                       "role": role, "signal": signal, "t_s": t_s, "values": values,
+                       "valid": [v is not None for v in values]})
+
+
+def sync(t: float, *, signal: str = "hr", **fields: Any) -> str:
+    doc = {"v": 1, "type": "sync", "session": "room-1", "t": t, "signal": signal,
+           "estimate": True, "reason": None, "r": 0.62, "z": 0.73, "best_lag_s": 2.0,
+           "leader": "therapist", "null_z": 3.1, "p": 0.01, "concordance": 1.2,
+           "state": "coupled"}
+    doc.update(fields)
+    return json.dumps(doc)
+
+
+def no_estimate(t: float, reason: str = "warming up") -> str:
+    return sync(t, estimate=False, reason=reason, r=None, z=None, best_lag_s=None,
+                leader=None, null_z=None, p=None, concordance=None, state=None)
+
+
+def episode(t: float, event: str, state: str = "coupled") -> str:
+    return json.dumps({"v": 1, "type": "episode", "session": "room-1", "t": t, "signal": "hr",
+                       "event": event, "state": state, "leader": "therapist"})
+
+
+def status(kind: str, *, role: str = "client", signal: str = "eda", detail: str = "") -> str:
+    return json.dumps({"v": 1, "type": "status", "session": "room-1", "t": T0, "role": role,
+                       "signal": signal, "kind": kind, "detail": detail})
+
+
+def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
+    state = DashboardState()
+    state.on_connected()
+    for raw in messages:
+        state.feed(raw, now_s=now_s)
+    return state
+
+
+def same(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(
+        (math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+
+
+def test_physio_rows_are_elapsed_ms_and_invalid_samples_are_nan() -> None:
+    state = connected(hello(), physio([1000.25, 1000.5, 1000.75], [70.0, None, 72.0]))
+    updates = state.take_updates(now_s=0.0)
+    rows = updates.physio[("hr", "therapist")]
+    assert rows["x"] == [250.0, 500.0, 750.0]
+    assert same(rows["y"], [70.0, math.nan, 72.0])
+    assert ("hr", "client") not in updates.physio
+    # Taken rows are not sent twice.
+    assert state.take_updates(now_s=0.0).physio == {}
+
+
+def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
+    state = connected(hello(), physio([1000.25, 1000.5], [70.0, 71.0]),
+                      physio([1001.5, 1001.75], [72.0, 73.0]))  # 1000.75..1001.25 missing
+    rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
+    assert same(rows["y"], [70.0, 71.0, math.nan, 72.0, 73.0])
+    state.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=0.5)
+    state.on_connected()
+    state.feed(hello(), now_s=2.0)
+    state.feed(physio([1002.0], [74.0]), now_s=2.0)
+    updates = state.take_updates(now_s=2.0)
+    assert not updates.reset  # same session: history kept
+    assert same(updates.physio[("hr", "therapist")]["y"], [math.nan, 74.0])
+
+
+def test_repeated_or_backward_samples_are_dropped_and_counted() -> None:
+    state = connected(hello(), physio([1000.25, 1000.5], [70.0, 71.0]),
+                      physio([1000.5, 1000.75], [99.0, 72.0]))
+    rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
+    assert rows["y"] == [70.0, 71.0, 72.0]
+    assert state.ignored == {"out_of_order_samples": 1}
+
+
+def test_pending_rows_are_bounded_by_the_history() -> None:
+    state = DashboardState(history_s=10.0)
+    state.on_connected()
+    state.feed(hello(), now_s=0.0)
+    for k in range(1, 401):  # 100 s at 4 Hz, never taken
+        state.feed(physio([T0 + k / 4], [60.0 + k]), now_s=0.0)
+    updates = state.take_updates(now_s=0.0)
+    rows = updates.physio[("hr", "therapist")]
+    assert len(rows["y"]) == updates.physio_rollover == 44  # 10 s * 4 Hz * 1.1 margin
+    assert rows["y"][-1] == 460.0
+    assert updates.sync_rollover == 11
+
+
+def test_malformed_and_foreign_messages_are_counted_not_applied() -> None:
+    state = connected(
+        physio([1000.25], [70.0]),  # before any hello: no frame of reference
+        hello(),
+        "garbage",
+        json.dumps({"v": 9, "type": "physio"}),
+        json.dumps({"v": 1, "type": "gossip", "session": "room-1", "t": 1.0}),
+        physio([1000.25], [70.0], session="room-2"),
+        sync(1001.0, state="ecstatic"),
+    )
+    updates = state.take_updates(now_s=0.0)
+    assert updates.physio == {} and updates.sync == {}
+    assert state.ignored == {"wrong_session": 2, "not_json": 1, "unknown_version": 1,
+                             "unknown_type": 1, "malformed": 1}
+    assert updates.header.ignored_messages == 6
+
+
+def test_new_session_resets_everything() -> None:
+    state = connected(hello(), physio([1000.25], [70.0]), sync(1001.0), status("stalled"))
+    first = state.take_updates(now_s=0.0)
+    assert first.reset  # first hello clears whatever the page showed before
+    state.feed(hello("room-2", t=5000.0, signals=("scl",)), now_s=1.0)
+    state.feed(physio([5000.25], [4.2], signal="scl", session="room-2"), now_s=1.0)
+    updates = state.take_updates(now_s=1.0)
+    assert updates.reset
+    assert updates.signals == ("scl",)
+    assert updates.physio == {("scl", "therapist"): {"x": [250.0], "y": [4.2]}}
+    assert updates.tiles["hr"].headline == "No estimate"
+    assert updates.header.session == "room-2"
+    assert [b.stream for b in updates.badges] == ["therapist-eda", "client-eda"]
+    assert all(b.kind == "waiting" for b in updates.badges)
+
+
+def test_tile_shows_state_leader_and_figures() -> None:
+    tile = connected(hello(), sync(1001.0)).take_updates(now_s=0.0).tiles["hr"]
+    assert (tile.kind, tile.headline) == ("coupled", "Coupled")
+    assert tile.detail == "Therapist leads by 2.0 s"
+    assert tile.figures == "r +0.62 · z vs chance +3.1 · p 0.01"
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind", "headline", "detail"),
+    [
+        ({"state": "anti_phase", "leader": "client", "best_lag_s": -1.5},
+         "anti_phase", "Anti-phase", "Client leads by 1.5 s"),
+        ({"state": "decoupled", "leader": None, "best_lag_s": 0.0},
+         "decoupled", "Decoupled", "No clear leader"),
+        ({"leader": "client", "best_lag_s": 2.0}, "coupled", "Coupled", "Lead unclear"),
+        ({"best_lag_s": None}, "coupled", "Coupled", "No clear leader"),
+    ],
+)
+def test_tile_states_and_lead(fields: dict[str, Any], kind: str, headline: str,
+                              detail: str) -> None:
+    tile = connected(hello(), sync(1001.0, **fields)).take_updates(now_s=0.0).tiles["hr"]
+    assert (tile.kind, tile.headline, tile.detail) == (kind, headline, detail)
+
+
+def test_no_estimate_is_greyed_with_the_reason() -> None:
+    state = connected(hello(), no_estimate(1001.0, "bad signal"))
+    updates = state.take_updates(now_s=0.0)
+    tile = updates.tiles["hr"]
+    assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
+        "none", "No estimate", "Bad signal", "")
+    assert same(updates.sync["hr"]["z"], [math.nan])
+    assert updates.tiles["scl"].detail == "Waiting for the first estimate"
+
+
+def test_tile_goes_stale_and_disconnection_greys_everything() -> None:
+    state = connected(hello(), sync(1001.0), status("connected"), now_s=100.0)
+    assert state.take_updates(now_s=104.0).tiles["hr"].kind == "coupled"
+    stale = state.take_updates(now_s=106.0).tiles["hr"]
+    assert (stale.kind, stale.detail) == ("none", "No update for 6 s")
+    state.feed(sync(1002.0), now_s=106.0)
+    assert state.take_updates(now_s=106.0).tiles["hr"].kind == "coupled"
+    state.on_disconnected(reason="server not reachable", now_s=107.0, retry_in_s=4.0)
+    updates = state.take_updates(now_s=108.0)
+    assert updates.tiles["hr"].detail == "Not connected to the server"
+    assert {b.level for b in updates.badges} == {"unknown"}
+    assert updates.header.connection == "disconnected"
+    assert updates.header.connection_detail == "server not reachable; retrying in 3 s"
+
+
+def test_badges_follow_status_and_health() -> None:
+    health = json.dumps({"v": 1, "type": "health", "session": "room-1", "t": T0,
+                         "streams": {"therapist-ecg": {"received": 10, "lost": 3,
+                                                       "status": "connected"},
+                                     "alien-xyz": {"status": "connected"}},
+                         "dropped_messages": 0})
+    state = connected(hello(), status("stalled", detail="no samples for 2.0 s"), health,
+                      status("mismatch", role="therapist", signal="eda"))
+    badges = {b.stream: b for b in state.take_updates(now_s=0.0).badges}
+    assert list(badges) == ["therapist-ecg", "therapist-eda", "client-ecg", "client-eda"]
+    assert (badges["client-eda"].level, badges["client-eda"].kind,
+            badges["client-eda"].detail) == ("warn", "stalled", "no samples for 2.0 s")
+    assert (badges["therapist-ecg"].level, badges["therapist-ecg"].detail) == (
+        "ok", "3 samples lost")
+    assert badges["therapist-eda"].level == "bad"
+    assert badges["client-ecg"].kind == "waiting"
+
+
+def test_episodes_shade_from_start_to_end_and_open_ones_grow() -> None:
+    state = connected(hello(), sync(1001.0), episode(1001.0, "start"), sync(1002.0))
+    assert state.take_updates(now_s=0.0).episodes["hr"] == {
+        "left": [1000.0], "right": [2000.0], "state": ["coupled"]}
+    state.feed(sync(1003.0), now_s=0.0)
+    assert state.take_updates(now_s=0.0).episodes["hr"]["right"] == [3000.0]
+    # A new start closes the open episode; an end closes the last one.
+    for raw in (episode(1004.0, "start", "anti_phase"), sync(1005.0), episode(1006.0, "end",
+                                                                              "anti_phase")):
+        state.feed(raw, now_s=0.0)
+    assert state.take_updates(now_s=0.0).episodes["hr"] == {
+        "left": [1000.0, 4000.0], "right": [4000.0, 6000.0], "state": ["coupled", "anti_phase"]}
+    state.feed(sync(1007.0), now_s=0.0)
+    assert "hr" not in state.take_updates(now_s=0.0).episodes  # nothing open: unchanged
+
+
+def _drain(state: DashboardState, chunks: list[list[str]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"x": [], "y": []}
+    for chunk in chunks:
+        for raw in chunk:
+            state.feed(raw, now_s=0.0)
+        updates: Updates = state.take_updates(now_s=0.0)
+        for name, values in updates.physio.get(("hr", "client"), {}).items():
+            out[name].extend(values)
+    return out
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(40, 180)), min_size=1, max_size=60),
+       st.lists(st.integers(1, 8), min_size=1, max_size=30))
+def test_columns_do_not_depend_on_batching_or_tick_timing(values: list[float | None],
+                                                          cuts: list[int]) -> None:
+    t_s = [T0 + (k + 1) / 4 for k in range(len(values))]
+    one_batch = [[physio(t_s, values, role="client")]]
+    batches: list[list[str]] = []
+    i = 0
+    for size in cuts * len(values):
+        if i >= len(values):
+            break
+        batches.append([physio(t_s[i:i + size], values[i:i + size], role="client")])
+        i += size
+    expected = _drain(connected(hello()), one_batch)
+    got = _drain(connected(hello()), batches)
+    assert got["x"] == expected["x"] == [(t - T0) * 1000 for t in t_s]
+    assert same(got["y"], expected["y"])
+    assert same(expected["y"], [math.nan if v is None else v for v in values])
