@@ -30,11 +30,10 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from dsp.exceptions import ConfigError, SignalError
 from dsp.filters import StreamingSosFilter, butter_sos
@@ -48,6 +47,8 @@ MAX_FS_HZ = 5000.0
 _ROW_T, _ROW_X, _ROW_SLOPE, _ROW_SUM, _ROW_ENERGY = range(5)
 _N_ROWS = 5
 _BLOCK_S = 4.0  # longest piece processed at once (bounds the work arrays)
+
+_ArrayT = TypeVar("_ArrayT", bound=npt.NDArray[np.generic])
 
 # Peaks found during one push: (r_index, r_time_s, delay_s, similarity).
 _Found = list[tuple[int, float, float, float]]
@@ -187,12 +188,22 @@ class RPeaks(NamedTuple):
 
     @staticmethod
     def empty() -> RPeaks:
-        return RPeaks(
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=np.float64),
-            np.empty(0, dtype=np.float64),
-            np.empty(0, dtype=np.float64),
-        )
+        """No peaks (a shared read-only instance: most pushes finalise none)."""
+        return _NO_PEAKS
+
+
+def read_only(array: _ArrayT) -> _ArrayT:
+    """Mark ``array`` read-only (for shared constant results) and return it."""
+    array.flags.writeable = False
+    return array
+
+
+_NO_PEAKS = RPeaks(
+    read_only(np.empty(0, dtype=np.int64)),
+    read_only(np.empty(0, dtype=np.float64)),
+    read_only(np.empty(0, dtype=np.float64)),
+    read_only(np.empty(0, dtype=np.float64)),
+)
 
 
 class ContinuousRun(NamedTuple):
@@ -277,9 +288,8 @@ def check_chunk(
 
 
 def usable_samples(values_mv: FloatArray, max_abs_mv: float) -> BoolArray:
-    """Finite samples within +-``max_abs_mv``."""
-    with np.errstate(invalid="ignore"):
-        return np.asarray(np.abs(values_mv) <= max_abs_mv, dtype=np.bool_)
+    """Finite samples within +-``max_abs_mv`` (NaN compares False without a warning)."""
+    return np.asarray(np.abs(values_mv) <= max_abs_mv, dtype=np.bool_)
 
 
 def check_fs(fs_hz: float) -> float:
@@ -514,23 +524,19 @@ class RPeakDetector:
         end = self._buffer.end_index
         scan_stop = end - lookahead  # candidates [next_scan_index, scan_stop) are decidable
         if scan_stop > segment.next_scan_index:
-            context_start = max(segment.start, segment.next_scan_index - lookahead - 1)
-            energy = self._buffer.view(_ROW_ENERGY, context_start, end)
-            window_max = ndimage.maximum_filter1d(
-                energy, size=2 * lookahead + 1, mode="constant", cval=-np.inf
-            )
-            offset = segment.next_scan_index - context_start
-            middle = slice(offset, scan_stop - context_start)
-            earlier = slice(offset - 1, scan_stop - context_start - 1)
-            is_peak = (
-                (energy[middle] == window_max[middle])
-                & (energy[middle] > energy[earlier])
-                & (energy[middle] > self._energy_floor)
-            )
-            for position in np.flatnonzero(is_peak):
-                segment.pending.append(
-                    self._candidate(segment, segment.next_scan_index + int(position))
+            first = segment.next_scan_index
+            energy = self._buffer.view(_ROW_ENERGY, first - 1, scan_stop + 1)
+            here, before, after = energy[1:-1], energy[:-2], energy[2:]
+            # Cheap necessary conditions first (rising into, not rising out of, above floor);
+            # the few survivors must also dominate +-lookahead.
+            rising = (here > before) & (here >= after) & (here > self._energy_floor)
+            for position in np.flatnonzero(rising).tolist():
+                index = first + position
+                window = self._buffer.view(
+                    _ROW_ENERGY, max(segment.start, index - lookahead), index + lookahead + 1
                 )
+                if window.max() == here[position]:
+                    segment.pending.append(self._candidate(segment, index))
             segment.next_scan_index = scan_stop
         if not segment.learned:
             learning_end = segment.start + self._samples(self._config.learning_s)

@@ -50,6 +50,7 @@ from dsp.ecg import (
     RPeakConfig,
     RPeakDetector,
     check_chunk,
+    read_only,
     usable_samples,
 )
 from dsp.exceptions import ConfigError
@@ -178,9 +179,19 @@ class _Point(NamedTuple):
     reason: HrReason | None  # None: usable
 
 
+def _quantile(ordered: list[float], q: float) -> float:
+    """Quantile of an ascending list with linear interpolation (numpy's default method).
+    Plain Python: these windows hold at most ~100 values, and per-beat numpy overhead would
+    dominate the cost."""
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
 def _quartile_deviation(values: deque[float]) -> float:
-    q1, q3 = np.percentile(np.fromiter(values, dtype=np.float64), [25.0, 75.0])
-    return float(q3 - q1) / 2.0
+    ordered = sorted(values)
+    return (_quantile(ordered, 0.75) - _quantile(ordered, 0.25)) / 2.0
 
 
 class BeatCorrector:
@@ -256,7 +267,7 @@ class BeatCorrector:
         anchor_s, beat_s = self.anchor_s, self._pending
         assert anchor_s is not None and beat_s is not None
         rr = beat_s - anchor_s
-        median_rr = float(np.median(np.fromiter(self._rr, dtype=np.float64))) if self._rr else rr
+        median_rr = _quantile(sorted(self._rr), 0.5) if self._rr else rr
         mrr = rr - median_rr
         mrr = 2.0 * mrr if mrr < 0 else mrr  # the paper doubles negative deviations
         drr = None if next_s is None else (next_s - beat_s) - rr
@@ -450,6 +461,12 @@ class _RawQuality:
         return None
 
 
+# Shared empty results (read-only): most pushes of a live stream finalise nothing new.
+_NO_FLOATS: FloatArray = read_only(np.empty(0, dtype=np.float64))
+_NO_BOOLS: BoolArray = read_only(np.empty(0, dtype=np.bool_))
+_NO_GRID = GridSamples(t_s=_NO_FLOATS, values=_NO_FLOATS, valid=_NO_BOOLS)
+
+
 class _GridPoint(NamedTuple):
     t_s: float
     hr_bpm: float
@@ -530,10 +547,12 @@ class HeartRateProcessor:
         if self._next_k is None and reasons:
             self._next_k = first_k
         self._quality_reasons.extend(reasons)
-        hr = self._emit(self._points_final_through(final_through_s))
+        hr, reasons_out = self._emit(self._points_final_through(final_through_s))
+        if not new_points:
+            return HeartRateOutput(hr, reasons_out, _NO_FLOATS, _NO_FLOATS, _NO_BOOLS)
         return HeartRateOutput(
-            hr=hr[0],
-            reasons=hr[1],
+            hr=hr,
+            reasons=reasons_out,
             beats_t_s=np.array([p.t_s for p in new_points], dtype=np.float64),
             ibi_s=np.array([60.0 / p.hr_bpm for p in new_points], dtype=np.float64),
             ibi_valid=np.array([p.reason is None for p in new_points], dtype=np.bool_),
@@ -588,7 +607,7 @@ class HeartRateProcessor:
             self._next_k = k + 1
             self._prune(t_s)
         if not ks:
-            return GridSamples.empty(), ()
+            return _NO_GRID, ()
         k_array = np.asarray(ks, dtype=np.int64)
         value_array = np.asarray(values, dtype=np.float64)
         samples = GridSamples(
