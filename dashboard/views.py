@@ -57,7 +57,7 @@ CSS = """
 .level-bad { border-color: #D55E00; background: #fcefe6; }
 .level-unknown .dot { background: #c8c8c8; }
 .level-unknown { color: #888; }
-.tile { box-sizing: border-box; width: 250px; min-height: 150px; padding: 14px 16px;
+.tile { box-sizing: border-box; width: 270px; min-height: 150px; padding: 14px 16px;
   border-radius: 10px; border: 1px solid #ddd; border-left-width: 8px; background: #fff; }
 .tile-title { font-size: 13px; text-transform: uppercase; letter-spacing: 0.06em;
   color: #666; }
