@@ -648,7 +648,9 @@ class RPeakDetector:
         limit = self._samples(c.searchback_max_s)
         if segment.rr_samples:
             # Median rather than Pan & Tompkins' mean: missed beats must not stretch the limit.
-            typical_rr = float(np.median(np.fromiter(segment.rr_samples, dtype=np.float64)))
+            ordered = sorted(segment.rr_samples)  # <= 8 values: plain Python is cheapest
+            middle = len(ordered) // 2
+            typical_rr = (ordered[middle] + ordered[(len(ordered) - 1) // 2]) / 2.0
             limit = min(limit, round(c.searchback_rr_factor * typical_rr))
         return max(limit, self._samples(c.refractory_s) + 1)
 

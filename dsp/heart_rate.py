@@ -341,9 +341,18 @@ class BeatCorrector:
         return _Point(t_s, ibi_s, reason)
 
 
-# Columns of the per-cell raw statistics (a cell is the 1/grid_hz interval centred on t_k).
-_N, _N_BAD, _MIN, _MAX, _AT_MIN, _AT_MAX = range(6)
-_EMPTY_CELL = np.array([0.0, 0.0, np.inf, -np.inf, 0.0, 0.0])
+class _Cell(NamedTuple):
+    """Raw statistics of one cell (the 1/grid_hz interval centred on a grid time)."""
+
+    n: int
+    n_bad: int  # unusable samples (NaN/inf/out of range)
+    lowest: float  # over usable samples
+    highest: float
+    at_lowest: int  # usable samples exactly at ``lowest``
+    at_highest: int
+
+
+_EMPTY_CELL = _Cell(0, 0, np.inf, -np.inf, 0, 0)
 
 
 class _RawQuality:
@@ -371,7 +380,7 @@ class _RawQuality:
         self._config = config
         self._grid_hz = grid_hz
         self._half = max(1, round(0.5 * config.quality_window_s * grid_hz))
-        self._window: deque[FloatArray] = deque(maxlen=2 * self._half + 1)
+        self._window: deque[_Cell] = deque(maxlen=2 * self._half + 1)
         # Samples of the newest, still incomplete cell (capacity doubles if a cell overflows).
         self._cell_values: FloatArray = np.empty(256, dtype=np.float64)
         self._cell_n = 0
@@ -418,43 +427,45 @@ class _RawQuality:
         self._cell_values[self._cell_n : stop] = x_mv
         self._cell_n = stop
 
-    def _open_stats(self) -> FloatArray:
+    def _open_stats(self) -> _Cell:
         """Statistics of the samples of the open cell (computed once, when it completes)."""
         values = self._cell_values[: self._cell_n]
+        n = int(values.shape[0])
         usable = values[usable_samples(values, self._config.detector.max_abs_mv)]
         if usable.shape[0] == 0:
-            return np.array([float(values.shape[0]), float(values.shape[0]), np.inf, -np.inf, 0, 0])
-        lowest, highest = float(np.min(usable)), float(np.max(usable))
-        return np.array(
-            [
-                float(values.shape[0]),
-                float(values.shape[0] - usable.shape[0]),
-                lowest,
-                highest,
-                float(np.count_nonzero(usable == lowest)),
-                float(np.count_nonzero(usable == highest)),
-            ]
+            return _Cell(n, n, np.inf, -np.inf, 0, 0)
+        lowest, highest = float(usable.min()), float(usable.max())
+        return _Cell(
+            n,
+            n - int(usable.shape[0]),
+            lowest,
+            highest,
+            int(np.count_nonzero(usable == lowest)),
+            int(np.count_nonzero(usable == highest)),
         )
 
-    def _close(self, stats: FloatArray, reasons: list[HrReason | None]) -> None:
-        self._window.append(stats)
+    def _close(self, cell: _Cell, reasons: list[HrReason | None]) -> None:
+        self._window.append(cell)
         if len(self._window) == self._window.maxlen:
-            reasons.append(self._judge(np.stack(self._window)))
+            reasons.append(self._judge())
             assert self._next_k is not None
             self._next_k += 1
 
-    def _judge(self, cells: FloatArray) -> HrReason | None:
+    def _judge(self) -> HrReason | None:
+        """Quality of the grid time at the centre of the window (plain Python: 9 cells)."""
+        cells = self._window
         middle = cells[self._half]
-        if middle[_N] == 0:
+        if middle.n == 0:
             return HrReason.GAP
-        if middle[_N_BAD] > 0:
+        if middle.n_bad > 0:
             return HrReason.INVALID_SAMPLES
-        highest, lowest = float(np.max(cells[:, _MAX])), float(np.min(cells[:, _MIN]))
+        highest = max(cell.highest for cell in cells)
+        lowest = min(cell.lowest for cell in cells)
         if highest - lowest < self._config.flat_ptp_mv:
             return HrReason.FLAT_LINE
-        n_usable = float(np.sum(cells[:, _N] - cells[:, _N_BAD]))
-        pinned = np.sum(cells[cells[:, _MAX] == highest, _AT_MAX]) + np.sum(
-            cells[cells[:, _MIN] == lowest, _AT_MIN]
+        n_usable = sum(cell.n - cell.n_bad for cell in cells)
+        pinned = sum(cell.at_highest for cell in cells if cell.highest == highest) + sum(
+            cell.at_lowest for cell in cells if cell.lowest == lowest
         )
         if pinned >= self._config.saturation_fraction * n_usable:
             return HrReason.SATURATION
