@@ -210,9 +210,9 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
     signals = tuple(s for s in _list(doc, "signals") if s in DERIVED_SIGNALS)
     grid_hz = _number(doc, "grid_hz")
     synchrony = doc.get("synchrony")
-    step_s = 1.0
-    if isinstance(synchrony, dict):
-        step_s = _optional_number(synchrony, "step_s") or step_s
+    step_s = 1.0  # protocol.md's default synchrony step, for a hello that does not state it
+    if isinstance(synchrony, dict) and synchrony.get("step_s") is not None:
+        step_s = _number(synchrony, "step_s")
     if grid_hz <= 0 or step_s <= 0:
         raise _malformed(f"grid_hz and synchrony.step_s must be > 0, got {grid_hz}, {step_s}")
     return Hello(

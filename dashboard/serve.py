@@ -44,11 +44,12 @@ TICK_MS = 250
 class DashboardHandle:
     """A running dashboard server; :attr:`url` opens it, :meth:`stop` shuts it down."""
 
-    __slots__ = ("_feeds", "_server", "url")
+    __slots__ = ("_feeds", "_server", "_stopped", "url")
 
     def __init__(self, server: Server, url: str, feeds: set[asyncio.Task[None]]) -> None:
         self._server = server
         self._feeds = feeds
+        self._stopped = False
         self.url = url
 
     def stop(self) -> None:
@@ -56,7 +57,8 @@ class DashboardHandle:
         for task in list(self._feeds):
             task.cancel()
         self._feeds.clear()
-        if not getattr(self._server, "_stopped", False):
+        if not self._stopped:
+            self._stopped = True
             self._server.stop()
             self._server.unlisten()
 

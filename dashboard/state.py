@@ -387,8 +387,9 @@ class DashboardState:
             if role not in ROLES or signal not in SOURCE_SIGNAL.values():
                 continue  # a stream this dashboard does not know how to label
             badge = self._badge(stream)
-            if health.status is not None:
+            if health.status is not None and health.status != badge.kind:
                 badge.kind = health.status
+                badge.detail = ""  # the detail belonged to the previous status
             badge.received = health.received
             badge.lost = health.lost
 

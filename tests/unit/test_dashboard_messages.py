@@ -134,6 +134,8 @@ def test_no_estimate_drops_every_number() -> None:
         (encode(HEALTH, streams={"therapist-ecg": 5}), "malformed"),
         (encode(HEALTH, streams={"therapist-ecg": {"received": -1}}), "malformed"),
         (encode(HELLO, grid_hz=0), "malformed"),
+        (encode(HELLO, synchrony={"step_s": 0}), "malformed"),
+        (encode(HELLO, synchrony={"step_s": "1"}), "malformed"),
         (encode(HELLO, signals="hr"), "malformed"),
         ("x" * (2 << 20), "malformed"),
     ],

@@ -211,6 +211,11 @@ def test_badges_follow_status_and_health() -> None:
         "ok", "3 samples lost")
     assert badges["therapist-eda"].level == "bad"
     assert badges["client-ecg"].kind == "waiting"
+    recovered = json.dumps({"v": 1, "type": "health", "session": "room-1", "t": T0 + 2,
+                            "streams": {"client-eda": {"status": "connected"}}})
+    state.feed(recovered, now_s=0.0)
+    badges = {b.stream: b for b in state.take_updates(now_s=0.0).badges}
+    assert (badges["client-eda"].level, badges["client-eda"].detail) == ("ok", "")
 
 
 def test_episodes_shade_from_start_to_end_and_open_ones_grow() -> None:
