@@ -68,15 +68,15 @@ class EpisodeConfig:
     overlapping windows: in simulated sessions without coupling, 2.5 still marked up to 6 %
     of the time as an episode (tests/unit/test_synchrony_scenarios.py checks <= 5 %).
     ``z_exit`` (1.5): hysteresis, an episode lasts while its z stays clearly above the
-    null, so it does not flicker at the threshold. ``min_duration_s`` (7 s): shorter
+    null, so it does not flicker at the threshold. ``min_duration_s`` (5 s): shorter
     excursions are not reported as entries/exits (physiological co-regulation unfolds over
-    tens of seconds, Palmieri et al. 2018; seven 1 s updates of a 30 s window).
+    tens of seconds, Palmieri et al. 2018; five 1 s updates of a 30 s window).
     """
 
     z_enter: float = 3.0
     z_exit: float = 1.5
     alpha: float = 0.05
-    min_duration_s: float = 7.0
+    min_duration_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.z_enter) and math.isfinite(self.z_exit)):
