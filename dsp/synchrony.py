@@ -56,6 +56,7 @@ from dsp.xcorr import (
     LaggedComoments,
     fisher_z_capped,
     samples_in,
+    usable_values,
 )
 
 __all__ = [
@@ -286,12 +287,13 @@ class SynchronyEngine:
 
         Raises :class:`SignalError` (and changes nothing) if the arrays differ in length,
         a time is not finite or not on the grid, or grid indices do not strictly increase
-        (also across calls). NaN/inf values are accepted and treated as bad signal.
+        (also across calls). NaN/inf (or absurd, > 1e100) values are accepted and treated as
+        bad signal.
         """
         k = self._grid_indices(t_s, therapist, client, valid)
         a = np.asarray(therapist, dtype=np.float64)
         b = np.asarray(client, dtype=np.float64)
-        ok = np.asarray(valid, dtype=np.bool_) & np.isfinite(a) & np.isfinite(b)
+        ok = np.asarray(valid, dtype=np.bool_) & usable_values(a) & usable_values(b)
         updates: list[SyncUpdate] = []
         events: list[EpisodeEvent] = []
         pos = 0

@@ -12,9 +12,9 @@ compared with published motion-energy and physiology studies:
 
 Difference from rMEA on missing data: rMEA computes a window from the complete pairs while at
 most half of it is missing; we never estimate from a partial window. A correlation is NaN when
-any of its ``win`` pairs is invalid (NaN, inf, or flagged ``valid=False``) or when either side
-is constant, because a live display must say "no estimate" rather than show a number built
-from part of the data.
+any of its ``win`` pairs is invalid (NaN, inf, beyond +-1e100, or flagged ``valid=False``) or
+when either side is constant, because a live display must say "no estimate" rather than show
+a number built from part of the data.
 
 Incremental algorithm (:class:`LaggedComoments`): for every lag it keeps the running sum of
 cross products of the ``win`` pairs, with both series shifted by a reference level to avoid
@@ -45,6 +45,7 @@ __all__ = [
     "WindowSummaries",
     "fisher_z_capped",
     "samples_in",
+    "usable_values",
     "windowed_cross_correlation",
 ]
 
@@ -57,6 +58,8 @@ DEFAULT_RECOMPUTE_EVERY = 64
 # Recompute exactly when a window's squared mean offset from the reference level exceeds
 # this multiple of its variance: keeps the relative error of r near 1e-16 * 1e4.
 _MAX_DRIFT = 1e4
+# Largest magnitude accepted as a sample value (see usable_values).
+_MAX_ABS_VALUE = 1e100
 # A side whose centred sum of squares is below this fraction of its raw (shifted) sum of
 # squares is treated as constant: its correlation would be rounding noise.
 _CONSTANT_RELATIVE_VARIANCE = 1e-12
@@ -81,6 +84,12 @@ def samples_in(seconds: float, fs_hz: float, *, key: str, minimum: int = 0) -> i
             key=key,
         )
     return int(count)
+
+
+def usable_values(x: FloatArray) -> BoolArray:
+    """Finite and small enough that sums of squares over a window cannot overflow float64;
+    anything else (NaN, inf, |x| > 1e100: no physiological signal) counts as bad signal."""
+    return np.abs(x) <= _MAX_ABS_VALUE  # False for NaN and inf
 
 
 def fisher_z_capped(r: FloatArray, z_cap: float = DEFAULT_Z_CAP) -> FloatArray:
@@ -166,7 +175,7 @@ class LaggedComoments:
         for lo in range(0, a.shape[0], step):
             part = slice(lo, lo + step)
             ok = valid[part]
-            rows = [a[part], b[part], ok & np.isfinite(a[part]), ok & np.isfinite(b[part])]
+            rows = [a[part], b[part], ok & usable_values(a[part]), ok & usable_values(b[part])]
             self._buffer.append(np.vstack(rows))
 
     def skip(self, n: int) -> None:

@@ -215,3 +215,60 @@ def test_config_from_tables_and_errors() -> None:
         SynchronyConfig(lag_s=20.0)
     with pytest.raises(ConfigError, match="step_s"):
         SynchronyEngine(GRID_HZ, config=SynchronyConfig(step_s=0.3))
+
+
+GARBAGE = st.sampled_from([np.nan, np.inf, -np.inf, 1e300, -1e300, 0.0, 72.0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    garbage=st.lists(st.tuples(st.integers(0, 599), st.booleans(), GARBAGE), max_size=30),
+    gaps=st.lists(st.tuples(st.integers(0, 599), st.integers(1, 200)), max_size=4),
+    invalid=st.lists(st.integers(0, 599), max_size=20),
+    chunk=st.integers(1, 97),
+)
+def test_garbage_never_crashes_nor_gives_a_wrong_number(
+    seed: int,
+    garbage: list[tuple[int, bool, float]],
+    gaps: list[tuple[int, int]],
+    invalid: list[int],
+    chunk: int,
+) -> None:
+    n = 600
+    a, b = dyad(seed, n)
+    k = np.arange(n)
+    ok = np.ones(n, dtype=bool)
+    ok[invalid] = False
+    for index, on_therapist, value in garbage:
+        (a if on_therapist else b)[index] = value
+    keep = np.ones(n, dtype=bool)
+    for start, length in gaps:
+        keep[start : start + length] = False
+    k, a, b, ok = k[keep], a[keep], b[keep], ok[keep]
+    clean = ok & (np.abs(a) < 1e6) & (np.abs(b) < 1e6)
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    updates = [
+        u
+        for lo in range(0, k.size, chunk)
+        for u in run(
+            engine, k[lo : lo + chunk], a[lo : lo + chunk], b[lo : lo + chunk], ok[lo : lo + chunk]
+        ).updates
+    ]
+    received = set(k.tolist())
+    clean_k = set(k[clean].tolist())
+    for u in updates:
+        end = round(u.t_s * GRID_HZ)
+        window = range(end - SMALL_SPAN_N + 1, end + 1)
+        if u.estimate_valid:
+            # Only from windows of received, clean samples; numbers in range.
+            assert all(i in clean_k for i in window)
+            assert -1.0 <= u.r_lag0 <= 1.0 and math.isfinite(u.peak_z)
+            assert math.isnan(u.p_value) or 0.0 < u.p_value <= 1.0
+        else:
+            assert u.reason in {r.value for r in Reason} - {""}
+            assert math.isnan(u.r_lag0) and math.isnan(u.surrogate_z)
+            if all(i in received for i in window) and window.start >= k[0]:
+                assert u.reason != Reason.GAP
+    summary = engine.summary()
+    assert summary.entries >= summary.exits >= 0
