@@ -4,25 +4,28 @@ Pipeline per continuous segment (Pan & Tompkins 1985, IEEE TBME 32(3):230-236):
 
 1. causal Butterworth band-pass 5-15 Hz (the QRS energy band), state carried across chunks;
 2. first difference (slope) and squaring;
-3. moving-window integration over 150 ms (``lfilter`` with carried state);
+3. moving-window integration over 150 ms (difference of running sums);
 4. candidate peaks: local maxima of the integrated signal that dominate +-``lookahead_s``;
 5. adaptive signal/noise peak levels and threshold, 200 ms refractory period, T-wave
    discrimination by slope within 360 ms, search-back at half threshold when no beat came for
-   1.66 mean RR intervals;
-6. the R peak is located on the raw signal (largest deviation from the local median, so
-   either polarity works) in a short window before the integrated-energy peak, which
-   compensates the filter and integration delay and keeps the timing error small.
+   1.66 median RR intervals (capped at ``searchback_max_s``; the earliest eligible candidate
+   is taken so several missed beats are recovered one by one), then a halved threshold;
+6. the R peak is located on the raw signal (largest deviation from the local median, on the
+   side most recent beats used, so either lead polarity works) in a short window before the
+   integrated-energy peak, which compensates the filter and integration delay;
+7. each beat's QRS is correlated with a running template (beat quality for the heart-rate
+   chain: noise and ectopic beats are dissimilar).
 
 Every decision is a function of the samples up to a fixed index after the candidate
 (``lookahead_s`` for ordinary beats, the search-back deadline for recovered beats), and
 events are processed in sample order, so the output is identical whatever the chunking.
 
-Garbage input: unusable samples (NaN, inf, or beyond ``max_abs_mv``, which no body surface
+Garbage input: unusable samples (NaN, inf, or beyond ``max_abs_mv``, which no body-surface
 ECG reaches) and timestamp gaps longer than ``max_gap_intervals`` nominal sample intervals
-end the current segment; the detector restarts (with a new
-learning phase) at the next usable sample. Non-increasing or non-finite timestamps raise
-:class:`~dsp.exceptions.SignalError` (the streamer must deliver dejittered, increasing LSL
-timestamps).
+end the current segment; the detector restarts (with a new learning phase) at the next
+usable sample. Non-increasing or non-finite timestamps raise
+:class:`~dsp.exceptions.SignalError` and the chunk is not consumed (the streamer must
+deliver dejittered, increasing LSL timestamps).
 """
 
 from __future__ import annotations
@@ -77,12 +80,14 @@ class RPeakConfig:
     twave_s: float = 0.360
     """Candidates within 360 ms of a beat with < half its slope are T waves (Pan-Tompkins 1985)."""
     twave_slope_ratio: float = 0.5
+    """Slope ratio of that T-wave test (Pan & Tompkins 1985: half)."""
     learning_s: float = 2.0
     """Learning phase that initialises the signal/noise levels (Pan & Tompkins 1985: 2 s)."""
     searchback_rr_factor: float = 1.66
-    """Search back for a missed beat after 1.66 mean RR intervals (Pan & Tompkins 1985)."""
+    """Search back for a missed beat after 1.66 RR intervals (Pan & Tompkins 1985; we take the
+    median of the last 8 RR rather than the mean, so missed beats do not stretch it)."""
     searchback_max_s: float = 2.0
-    """Cap on the search-back interval; bounds the detection delay of recovered beats."""
+    """Cap on the search-back interval (ours); bounds the detection delay of recovered beats."""
     r_search_s: tuple[float, float] = (0.250, 0.050)
     """The R peak is searched on the raw signal from this long before to this long before the
     integrated-energy peak (the energy peak trails the R peak by about half the integration
@@ -102,7 +107,7 @@ class RPeakConfig:
     """A QRS more than twice as large (or less than half as large) as the template is not
     similar whatever its shape (movement artefacts are large spikes of QRS-like shape)."""
     template_weight: float = 0.125
-    """Weight of a new similar beat in the exponentially averaged template."""
+    """Weight of a new similar beat in the averaged template (as Pan & Tompkins' level updates)."""
     template_relearn_beats: int = 4
     """This many dissimilar beats in a row that resemble each other mean the morphology changed:
     they become the template."""
