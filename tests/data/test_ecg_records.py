@@ -74,11 +74,12 @@ def mitbih100() -> tuple[FloatArray, np.ndarray]:
     return mlii, beats
 
 
-@pytest.mark.parametrize("fs_hz", [360, 130, 250])
+@pytest.mark.parametrize(("fs_hz", "polarity"), [(360, 1.0), (360, -1.0), (130, 1.0), (250, 1.0)])
 def test_mitbih100_accuracy_and_delay_in_random_chunks(
-    mitbih100: tuple[FloatArray, np.ndarray], fs_hz: int
+    mitbih100: tuple[FloatArray, np.ndarray], fs_hz: int, polarity: float
 ) -> None:
     mlii, beats = mitbih100
+    mlii = polarity * mlii  # electrodes swapped
     if fs_hz != MITBIH_FS_HZ:
         g = gcd(fs_hz, MITBIH_FS_HZ)
         mlii = resample_poly(mlii, fs_hz // g, MITBIH_FS_HZ // g)
@@ -88,7 +89,8 @@ def test_mitbih100_accuracy_and_delay_in_random_chunks(
     ours = score(beats, peaks.indices, fs_hz)
     median_delay_s = float(np.median(peaks.delays_s))
     print(
-        f"\nMIT-BIH 100 MLII @ {fs_hz} Hz, causal, random chunks: Se {100 * ours['se']:.2f} % "
+        f"\nMIT-BIH 100 MLII @ {fs_hz} Hz (polarity {polarity:+.0f}), causal, random chunks: "
+        f"Se {100 * ours['se']:.2f} % "
         f"+P {100 * ours['ppv']:.2f} % (TP {ours['tp']}, FP {ours['fp']}, FN {ours['fn']}), "
         f"median |timing error| {1000 * ours['median_abs_error_s']:.1f} ms, "
         f"median delay {median_delay_s:.3f} s (bound {detector.max_delay_s:.2f} s)"
