@@ -84,7 +84,8 @@ _LEADER_ROLE = {
     LagLeader.NONE: "",
 }
 
-# History rows: therapist, client (NaN where not usable), status (0 ok, 1 bad, NaN = gap).
+# History rows, indexed by grid index minus the first one received: therapist, client (NaN
+# where not usable), status (0 ok, 1 bad, NaN = gap).
 _A, _B, _STATUS = 0, 1, 2
 _BAD = 1.0
 # t_s * grid_hz must be within this many grid steps of an integer.
@@ -301,8 +302,7 @@ class SynchronyEngine:
             first = int(k[pos])
             if not self._started:
                 self._started = True
-                self._first_k = first
-                self._history.skip_to(first)
+                self._first_k = first  # history index 0 (grid indices may be negative)
             elif first > self._last_k + 1:
                 self._skip(first - self._last_k - 1)
             # Contiguous samples up to and including the next update index.
@@ -452,10 +452,11 @@ class SynchronyEngine:
         return update, events
 
     def _recent(self, k: int, n: int) -> tuple[FloatArray, FloatArray]:
-        """The last ``n`` samples of both people ending at ``k``, fewer if the session (or
-        the history after a long gap) is shorter; NaN where not usable."""
-        start = max(k - n + 1, self._history.oldest_index, self._first_k)
-        return self._history.view(_A, start, k + 1), self._history.view(_B, start, k + 1)
+        """The last ``n`` samples of both people ending at grid index ``k``, fewer if the
+        session (or the history after a long gap) is shorter; NaN where not usable."""
+        stop = k - self._first_k + 1
+        start = max(stop - n, self._history.oldest_index)
+        return self._history.view(_A, start, stop), self._history.view(_B, start, stop)
 
     def _padded(self, k: int, n: int) -> tuple[FloatArray, FloatArray]:
         """Exactly ``n`` samples ending at ``k``, NaN-padded in front when not held."""
@@ -467,12 +468,13 @@ class SynchronyEngine:
         return np.concatenate([pad, a]), np.concatenate([pad, b])
 
     def _window_reason(self, k: int) -> Reason:
-        start = k - self._span_n + 1
-        if start < self._first_k:
+        stop = k - self._first_k + 1
+        start = stop - self._span_n
+        if start < 0:
             return Reason.WARMING_UP
         if start < self._history.oldest_index:
             return Reason.GAP
-        status = self._history.view(_STATUS, start, k + 1)
+        status = self._history.view(_STATUS, start, stop)
         if np.isnan(status).any():
             return Reason.GAP
         if status.any():

@@ -272,3 +272,14 @@ def test_garbage_never_crashes_nor_gives_a_wrong_number(
                 assert u.reason != Reason.GAP
     summary = engine.summary()
     assert summary.entries >= summary.exits >= 0
+
+
+def test_clock_origin_does_not_matter() -> None:
+    """Negative or huge LSL times (grid index offsets that are multiples of the step)."""
+    a, b = dyad(7, 500)
+    ok = np.ones(500, dtype=bool)
+    results = []
+    for offset in (-400, 0, 4_000_000):
+        out = run(SynchronyEngine(GRID_HZ, config=SMALL), np.arange(500) + offset, a, b, ok)
+        results.append([{**u.to_dict(), "t_s": None, "window_center_s": None} for u in out.updates])
+    assert results[0] == results[1] == results[2]
