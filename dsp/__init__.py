@@ -13,7 +13,7 @@ One public entry point per capability:
 """
 
 from dsp.concordance import concordance_index
-from dsp.ecg import RPeakConfig, RPeakDetector, detect_r_peaks
+from dsp.ecg import RPeakConfig, RPeakDetector, RPeaks, detect_r_peaks
 from dsp.eda import (
     EdaConfig,
     EdaFeatures,
@@ -34,7 +34,8 @@ from dsp.exceptions import (
     StreamMismatchError,
     StreamNotFoundError,
 )
-from dsp.heart_rate import HeartRateConfig, HeartRateOutput, HeartRateProcessor
+from dsp.filters import StreamingSosFilter, butter_sos
+from dsp.heart_rate import HeartRateConfig, HeartRateOutput, HeartRateProcessor, HrReason
 from dsp.pipeline import Derived, DyadPipeline, PipelineConfig
 from dsp.synchrony import (
     LAG_CONVENTION,
@@ -63,11 +64,13 @@ __all__ = [
     "HeartRateConfig",
     "HeartRateOutput",
     "HeartRateProcessor",
+    "HrReason",
     "InvalidSpan",
     "PipelineConfig",
     "ProtocolError",
     "RPeakConfig",
     "RPeakDetector",
+    "RPeaks",
     "RecordingError",
     "Scr",
     "SignalError",
@@ -75,9 +78,11 @@ __all__ = [
     "StreamMismatchError",
     "StreamNotFoundError",
     "StreamingCrossCorrelation",
+    "StreamingSosFilter",
     "SyncUpdate",
     "SynchronyConfig",
     "SynchronyEngine",
+    "butter_sos",
     "concordance_index",
     "conductance_from_resistance",
     "detect_r_peaks",
