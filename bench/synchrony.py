@@ -78,20 +78,23 @@ def incremental(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
     return np.vstack(parts)
 
 
-def _timed(fn: Callable[[], FloatArray]) -> tuple[float, FloatArray]:
+Estimator = Callable[[FloatArray, FloatArray, float], FloatArray]
+
+
+def _timed(fn: Estimator, a: FloatArray, b: FloatArray, fs_hz: float) -> tuple[float, FloatArray]:
     start = time.process_time()
-    out = fn()
+    out = fn(a, b, fs_hz)
     return time.process_time() - start, out
 
 
 def bench_estimators(duration_s: float) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for fs_hz in (4.0, 32.0):
         a, b = _series(round(duration_s * fs_hz), seed=int(fs_hz))
         n_updates = _windows(a.size, fs_hz)[3]
-        t_naive, ref = _timed(lambda a=a, b=b, fs_hz=fs_hz: naive_per_lag(a, b, fs_hz))
-        t_vec, vec = _timed(lambda a=a, b=b, fs_hz=fs_hz: naive_vectorised(a, b, fs_hz))
-        t_inc, inc = _timed(lambda a=a, b=b, fs_hz=fs_hz: incremental(a, b, fs_hz))
+        t_naive, ref = _timed(naive_per_lag, a, b, fs_hz)
+        t_vec, vec = _timed(naive_vectorised, a, b, fs_hz)
+        t_inc, inc = _timed(incremental, a, b, fs_hz)
         for name, seconds, values in (
             ("naive per-lag corrcoef", t_naive, ref),
             ("naive vectorised block", t_vec, vec),

@@ -100,4 +100,4 @@ def test_reset_forgets_slopes_but_not_the_session() -> None:
 )
 def test_config_errors(key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        ConcordanceConfig(**{key: 0.0})  # type: ignore[arg-type]
+        ConcordanceConfig(**{key: 0.0})
