@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bokeh.document import Document
+from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.model import Model
 from bokeh.models import (
     ColumnDataSource,
+    CustomJS,
     DataRange1d,
     DatetimeTickFormatter,
     InlineStyleSheet,
@@ -34,9 +37,10 @@ from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
 from .messages import DERIVED_SIGNALS, ROLES
-from .state import Updates
+from .state import TileView, Updates
 from .views import (
     CLIENT_COLOR,
+    CONTACT_LOST_HTML,
     CSS,
     SIGNAL_TITLES,
     SIGNAL_UNITS,
@@ -183,28 +187,71 @@ class _SignalSection:
         self.episodes.data = _empty(EPISODE_COLUMNS)
 
 
-class DashboardView:
-    """All Bokeh models of one dashboard session; :attr:`root` goes into the document."""
+# The browser declares contact with the dashboard server lost after this long without a
+# heartbeat (ticks are every 250 ms, so 3 s is a dozen missed ticks, not jitter).
+CONTACT_LOST_MS = 3000
 
-    __slots__ = ("badges", "header", "root", "sections", "waiting")
+# Runs in the browser once the document is ready: if heartbeats stop (the dyadsync process
+# died, the network dropped), grey every tile and show the banner instead of leaving the
+# last state on screen as if it were current.
+_WATCHDOG_JS = """
+const watch = (window.__dyadsync_watchdog ??= {last: Date.now()});
+if (watch.timer === undefined) {
+  watch.timer = setInterval(() => {
+    if (Date.now() - watch.last <= lost_ms || banner.visible) return;
+    banner.visible = true;
+    tiles.forEach((tile, i) => { tile.text = lost_tiles[i]; });
+  }, 1000);
+}
+"""
+_BEAT_JS = "(window.__dyadsync_watchdog ??= {}).last = Date.now();"
+
+
+class DashboardView:
+    """All Bokeh models of one dashboard session; :meth:`attach` puts them in a document."""
+
+    __slots__ = ("badges", "banner", "beats", "header", "heartbeat", "root", "sections",
+                 "waiting")
 
     def __init__(self) -> None:
         stylesheet = InlineStyleSheet(css=CSS)
         self.header = Div(name="header", sizing_mode="stretch_width", stylesheets=[stylesheet])
+        self.banner = Div(name="contact_lost", text=CONTACT_LOST_HTML, visible=False,
+                          sizing_mode="stretch_width", stylesheets=[stylesheet])
+        self.heartbeat = Div(name="heartbeat", text="0", visible=False)
+        self.beats = 0
         self.badges = Div(name="stream_badges", sizing_mode="stretch_width",
                           stylesheets=[stylesheet])
         self.waiting = Div(name="waiting", text=WAITING_HTML, stylesheets=[stylesheet])
-        x_range = DataRange1d(range_padding=0.02, follow="end")
+        x_range = DataRange1d(range_padding=0.02)
         self.sections = {
             signal: _SignalSection(signal, x_range=x_range, stylesheet=stylesheet)
             for signal in DERIVED_SIGNALS
         }
-        children: list[LayoutDOM] = [self.header, self.badges, self.waiting]
+        children: list[LayoutDOM] = [self.header, self.banner, self.badges, self.waiting,
+                                     self.heartbeat]
         children.extend(section.layout for section in self.sections.values())
         self.root = column(children, sizing_mode="stretch_width", name="dashboard")
 
+    def attach(self, doc: Document) -> None:
+        """Add the layout to ``doc`` with the browser-side contact watchdog."""
+        doc.add_root(self.root)
+        self.heartbeat.js_on_change("text", CustomJS(code=_BEAT_JS))
+        lost_tiles = [
+            render_tile(TileView(signal=signal, kind="none", headline="No estimate",
+                                 detail="Lost contact with the dashboard server", figures=""))
+            for signal in self.sections
+        ]
+        doc.js_on_event(DocumentReady, CustomJS(
+            args={"banner": self.banner, "lost_ms": CONTACT_LOST_MS, "lost_tiles": lost_tiles,
+                  "tiles": [section.tile for section in self.sections.values()]},
+            code=_WATCHDOG_JS,
+        ))
+
     def render(self, updates: Updates) -> None:
         """Apply one tick's updates; text models are only touched when they changed."""
+        self.beats += 1
+        self.heartbeat.text = str(self.beats)
         if updates.reset:
             for section in self.sections.values():
                 section.clear()

@@ -22,6 +22,7 @@ from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.document import Document
 from bokeh.models.widgets.markups import Div
+from bokeh.server.callbacks import PeriodicCallback
 from bokeh.server.contexts import BokehSessionContext
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
@@ -41,22 +42,47 @@ APP_PATH = "/dashboard"
 TICK_MS = 250
 
 
+class _LiveSession:
+    """One browser session's feed task and display tick, stoppable from the handle."""
+
+    __slots__ = ("_doc", "_feed", "_tick")
+
+    def __init__(self, doc: Document, feed: asyncio.Task[None],
+                 tick: PeriodicCallback) -> None:
+        self._doc = doc
+        self._feed = feed
+        self._tick: PeriodicCallback | None = tick
+
+    def stop(self) -> None:
+        """Stop feeding and ticking. The page then stops receiving heartbeats, and its
+        watchdog greys it out, rather than showing the last state as if it were live."""
+        self._feed.cancel()
+        if self._tick is not None:
+            self._doc.remove_periodic_callback(self._tick)
+            self._tick = None
+
+    def forget_tick(self) -> None:
+        """Bokeh destroyed the session (browser gone) and its callbacks with it."""
+        self._tick = None
+
+
 class DashboardHandle:
     """A running dashboard server; :attr:`url` opens it, :meth:`stop` shuts it down."""
 
-    __slots__ = ("_feeds", "_server", "_stopped", "url")
+    __slots__ = ("_server", "_sessions", "_stopped", "url")
 
-    def __init__(self, server: Server, url: str, feeds: set[asyncio.Task[None]]) -> None:
+    def __init__(self, server: Server, url: str, sessions: set[_LiveSession]) -> None:
         self._server = server
-        self._feeds = feeds
+        self._sessions = sessions
         self._stopped = False
         self.url = url
 
     def stop(self) -> None:
-        """Close every session's websocket feed and stop listening. Idempotent."""
-        for task in list(self._feeds):
-            task.cancel()
-        self._feeds.clear()
+        """Stop every session's websocket feed and display tick, stop listening.
+        Idempotent. Must be called on the event loop the dashboard runs on."""
+        for session in list(self._sessions):
+            session.stop()
+        self._sessions.clear()
         if not self._stopped:
             self._stopped = True
             self._server.stop()
@@ -91,7 +117,7 @@ def _token_ok(doc: Document, token: str | None) -> bool:
     return hmac.compare_digest(given[0], token.encode())
 
 
-def _session_builder(ws_url: str, token: str | None, feeds: set[asyncio.Task[None]]) -> Any:
+def _session_builder(ws_url: str, token: str | None, sessions: set[_LiveSession]) -> Any:
     """The FunctionHandler body: builds one browser session's document."""
 
     def build(doc: Document) -> None:
@@ -101,22 +127,24 @@ def _session_builder(ws_url: str, token: str | None, feeds: set[asyncio.Task[Non
             return
         state = DashboardState()
         view = DashboardView()
-        doc.add_root(view.root)
+        view.attach(doc)
         view.render(state.take_updates(now_s=time.monotonic()))
 
-        task = asyncio.get_running_loop().create_task(run_feed(ws_url, state))
-        feeds.add(task)
-        task.add_done_callback(feeds.discard)
-        task.add_done_callback(_log_feed_end)
+        feed = asyncio.get_running_loop().create_task(run_feed(ws_url, state))
+        feed.add_done_callback(_log_feed_end)
 
         def tick() -> None:
             view.render(state.take_updates(now_s=time.monotonic()))
 
-        doc.add_periodic_callback(tick, TICK_MS)
-        def stop_feed(_context: object) -> None:
-            task.cancel()
+        session = _LiveSession(doc, feed, doc.add_periodic_callback(tick, TICK_MS))
+        sessions.add(session)
 
-        doc.on_session_destroyed(stop_feed)
+        def on_destroyed(_context: object) -> None:
+            session.forget_tick()
+            session.stop()
+            sessions.discard(session)
+
+        doc.on_session_destroyed(on_destroyed)
 
     return build
 
@@ -161,8 +189,10 @@ def start_dashboard(
         allow_websocket_origins = [f"{host}:{port}"]
         if _is_loopback(host):
             allow_websocket_origins.append(f"localhost:{port}")
-    feeds: set[asyncio.Task[None]] = set()
-    app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, feeds)))
+    sessions: set[_LiveSession] = set()
+    app = Application(
+        FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions))
+    )
     server = Server(
         {APP_PATH: app},
         io_loop=IOLoop.current(),
@@ -174,4 +204,4 @@ def start_dashboard(
     url = f"http://{host}:{port}{APP_PATH}"
     if token:
         url += f"?token={token}"
-    return DashboardHandle(server, url, feeds)
+    return DashboardHandle(server, url, sessions)

@@ -73,6 +73,8 @@ CSS = """
 .tile-none { border-left-color: #d0d0d0; background: #f3f3f3; }
 .tile-none .tile-state { color: #8a8a8a; }
 .tile-none .tile-detail { color: #777; font-style: italic; }
+.contact-lost { font-size: 15px; padding: 10px 14px; border-radius: 8px; margin: 4px 0;
+  color: #8a3a00; background: #fcefe6; border: 1px solid #D55E00; }
 .waiting { font-size: 15px; color: #777; padding: 24px 4px; }
 """
 
@@ -128,4 +130,8 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
     return f'<div class="badges">{items}</div>'
 
 
+CONTACT_LOST_HTML = (
+    '<div class="contact-lost">Lost contact with the dashboard server: what is shown below is '
+    "frozen and may be out of date. Reload the page once dyadsync is running again.</div>"
+)
 WAITING_HTML = '<div class="waiting">Waiting for the dyadsync server…</div>'

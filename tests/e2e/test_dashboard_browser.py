@@ -2,8 +2,9 @@
 
 Runs the real command (simulator -> LSL -> pipeline -> websocket server -> Bokeh
 dashboard) as a subprocess, loads the URL it prints, and checks that the page renders the
-plots, that the Bokeh document carries the named models, and that their data change over
-time. Saves ``artifacts/dashboard.png``; with ``DYADSYNC_UPDATE_SCREENSHOT=1`` also
+plots, that the Bokeh document carries the named models, that their data change over
+time, and that the page greys out when the service stops. Saves
+``artifacts/dashboard.png``; with ``DYADSYNC_UPDATE_SCREENSHOT=1`` also
 ``docs/dashboard.png`` (the README screenshot).
 """
 
@@ -197,6 +198,14 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
             assert screenshot.stat().st_size > 10_000
             if os.environ.get("DYADSYNC_UPDATE_SCREENSHOT") == "1":
                 shutil.copyfile(screenshot, REPO / "docs" / "dashboard.png")
+
+            # The service goes away: the page must say so instead of freezing on a state.
+            demo.stop()
+            page.wait_for_function(
+                "() => Bokeh.documents[0].get_model_by_name('contact_lost').visible",
+                timeout=15_000,
+            )
+            assert "Lost contact" in page.locator(".tile").first.inner_text()
         finally:
             browser.close()
     assert page_errors == [], f"JavaScript errors on the page: {page_errors}"

@@ -64,7 +64,7 @@ def _view_after(*messages: str) -> tuple[DashboardView, Document]:
         state.feed(raw, now_s=0.0)
     view = DashboardView()
     doc = Document()
-    doc.add_root(view.root)
+    view.attach(doc)
     view.render(state.take_updates(now_s=0.0))
     return view, doc
 
@@ -127,3 +127,15 @@ def test_page_waits_for_hello() -> None:
     view, _ = _view_after()
     assert view.waiting.visible
     assert not any(section.layout.visible for section in view.sections.values())
+
+
+def test_every_tick_beats_the_browser_watchdog() -> None:
+    view, doc = _view_after(HELLO)
+    state = DashboardState()
+    beats = [view.heartbeat.text]
+    for _ in range(2):
+        view.render(state.take_updates(now_s=0.0))
+        beats.append(view.heartbeat.text)
+    assert len(set(beats)) == 3  # a change per tick, even when nothing else changed
+    assert not view.banner.visible  # only the browser shows it, when the beats stop
+    assert len(doc.callbacks.js_event_callbacks["document_ready"]) == 1
