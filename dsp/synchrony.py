@@ -217,6 +217,13 @@ class SynchronyOutput:
     updates: tuple[SyncUpdate, ...] = ()
     events: tuple[EpisodeEvent, ...] = ()
 
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """JSON-ready plain values (NaN -> None)."""
+        return {
+            "updates": [u.to_dict() for u in self.updates],
+            "events": [e.to_dict() for e in self.events],
+        }
+
 
 class SynchronyEngine:
     """Live synchrony of one derived signal of a dyad (therapist = a, client = b)."""

@@ -158,14 +158,7 @@ def test_updates_and_summary_are_json_ready() -> None:
     a, b = dyad(5, n)
     engine = SynchronyEngine(GRID_HZ, config=SMALL)
     out = run(engine, np.arange(n), a, b, np.ones(n, dtype=bool))
-    text = json.dumps(
-        {
-            "updates": [u.to_dict() for u in out.updates],
-            "events": [e.to_dict() for e in out.events],
-            "summary": engine.summary().to_dict(),
-        },
-        allow_nan=False,
-    )
+    text = json.dumps({**out.to_dict(), "summary": engine.summary().to_dict()}, allow_nan=False)
     back = json.loads(text)
     assert back["updates"][0]["r_lag0"] is None  # warming up: NaN -> None
     assert back["updates"][0]["reason"] == "warming up"
