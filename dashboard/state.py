@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from dsp.exceptions import ProtocolError
+from dsp.exceptions import ConfigError, ProtocolError
 
 from .messages import (
     DERIVED_SIGNALS,
@@ -138,7 +138,7 @@ class Updates:
 class _Series:
     """Rows waiting to be streamed to one plot, bounded to the plot's rollover."""
 
-    __slots__ = ("_columns", "_last_t", "_last_x", "_max_step_s", "_rows")
+    __slots__ = ("_at_break", "_columns", "_last_t", "_last_x", "_max_step_s", "_rows")
 
     def __init__(self, columns: tuple[str, ...], *, capacity: int, max_step_s: float) -> None:
         self._columns = columns
@@ -146,6 +146,7 @@ class _Series:
         self._max_step_s = max_step_s
         self._last_t: float | None = None
         self._last_x: float | None = None
+        self._at_break = False
 
     def add(self, t_s: float, x: float, values: tuple[float, ...]) -> bool:
         """Queue one row; refuse (False) a time not after the previous one."""
@@ -157,12 +158,15 @@ class _Series:
         self._rows.append((x, *values))
         self._last_t = t_s
         self._last_x = x
+        self._at_break = False
         return True
 
     def add_break(self) -> None:
-        """Queue a NaN row so the line does not bridge a hole in the data."""
-        if self._last_x is not None:
+        """Queue a NaN row so the line does not bridge a hole in the data (once per hole,
+        however many reconnect attempts fail meanwhile)."""
+        if self._last_x is not None and not self._at_break:
             self._rows.append((self._last_x, *([math.nan] * (len(self._columns) - 1))))
+            self._at_break = True
 
     @property
     def last_x(self) -> float | None:
@@ -236,7 +240,7 @@ class DashboardState:
 
     def __init__(self, *, history_s: float = DEFAULT_HISTORY_S) -> None:
         if not history_s > 0:
-            raise ValueError(f"history_s must be > 0, got {history_s!r}")
+            raise ConfigError(f"must be > 0 seconds, got {history_s!r}", key="history_s")
         self._history_s = history_s
         self._connection: ConnectionState = "connecting"
         self._connection_detail = ""

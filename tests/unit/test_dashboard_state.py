@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashboard.state import DashboardState, Updates
+from dsp.exceptions import ConfigError
 
 T0 = 1000.0
 
@@ -83,7 +84,8 @@ def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
                       physio([1001.5, 1001.75], [72.0, 73.0]))  # 1000.75..1001.25 missing
     rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
     assert same(rows["y"], [70.0, 71.0, math.nan, 72.0, 73.0])
-    state.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=0.5)
+    for attempt in range(3):  # one gap however many reconnect attempts fail
+        state.on_disconnected(reason="connection lost", now_s=1.0 + attempt, retry_in_s=0.5)
     state.on_connected()
     state.feed(hello(), now_s=2.0)
     state.feed(physio([1002.0], [74.0]), now_s=2.0)
@@ -264,3 +266,8 @@ def test_columns_do_not_depend_on_batching_or_tick_timing(values: list[float | N
     assert got["x"] == expected["x"] == [(t - T0) * 1000 for t in t_s]
     assert same(got["y"], expected["y"])
     assert same(expected["y"], [math.nan if v is None else v for v in values])
+
+
+def test_history_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="history_s"):
+        DashboardState(history_s=0.0)
