@@ -19,12 +19,12 @@ a number built from part of the data.
 Incremental algorithm (:class:`LaggedComoments`): for every lag it keeps the running sum of
 cross products of the ``win`` pairs, with both series shifted by a reference level to avoid
 cancellation (Chan, Golub & LeVeque 1983, "Algorithms for computing the sample variance").
-Moving the window by ``s`` samples adds ``s`` pairs and removes ``s`` pairs per lag: O(lags)
-work per new sample. The per-window sums of each series come from cumulative sums over the
-span. Every ``recompute_every`` updates, and whenever the window jumped further than it can
-slide, the cross products are recomputed exactly from the buffer, which bounds floating-point
-drift. Updates happen at fixed sample indices, so the result is bit-for-bit identical
-whatever the input chunking.
+Moving the window by ``s`` samples adds ``s`` pairs and removes ``s`` pairs per lag, and
+updates each series' window sums by running differences: O(lags) work per new sample.
+Every ``recompute_every`` updates, whenever the window jumped further than it can slide,
+and whenever the reference level has drifted far from a window's mean, the sums are
+recomputed exactly from the buffer, which bounds floating-point drift. Updates happen at
+fixed sample indices, so the result is bit-for-bit identical whatever the input chunking.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ class LaggedComoments:
     :meth:`correlations` gives Pearson r for lags ``-lag_n..+lag_n`` at the newest sample:
     NaN where a lag's a- or b-window touches an invalid sample, or a side is constant.
 
-    Only the cross products are slid: the ``s`` pairs entering and the ``s`` leaving each
-    lag are two short sliding dot products (:func:`numpy.correlate`), O(lags) per sample.
-    The per-window sums of a, a^2, b, b^2 and invalid counts come from cumulative sums over
-    the span at each call (O(span), exact, nothing to drift).
+    Moving the span by ``s`` samples reads only the ``s + lag`` samples entering and the
+    ``s + lag`` leaving: the cross products of every lag change by two short sliding dot
+    products (:func:`numpy.correlate`), and the sums of a, a^2, b, b^2 and invalid counts
+    of the ``lag + 1`` window starts by a running difference: O(lags + s) per update.
     """
 
     __slots__ = (
@@ -124,6 +124,7 @@ class LaggedComoments:
         "_since_exact",
         "_slide_limit",
         "_span_n",
+        "_starts",
         "_state_end",
         "_window_n",
     )
@@ -158,12 +159,13 @@ class LaggedComoments:
             max_append=self._span_n + max(max_slide_n, 1),
         )
         lags = np.arange(-lag_n, lag_n + 1)
-        # Window sums are computed for the lag + 1 window starts of the span, in rows
+        # Window sums are kept for the lag + 1 window starts of the span, in rows
         # (a, b, a^2, b^2, a bad, b bad); for each lag pick the a-window starting at
         # max(-d, 0) and the b-window at max(d, 0) (flat indices into that table).
         starts = np.where(np.arange(6)[:, None] % 2 == 0, np.maximum(-lags, 0), np.maximum(lags, 0))
         self._picks = np.arange(6)[:, None] * (lag_n + 1) + starts
         self._cross = np.zeros(lags.size)  # sum of shifted a*b over each lag's pairs
+        self._starts = np.zeros((6, lag_n + 1))  # window sums per window start (see _picks)
         self._recompute_every = recompute_every
         self._since_exact = 0
         self._state_end = -1  # absolute index the cross sums describe; -1 = none
@@ -191,20 +193,29 @@ class LaggedComoments:
             or delta > self._slide_limit
             or self._since_exact >= self._recompute_every
             or not np.isfinite(self._cross).all()
+            or end - self._span_n + 1 - delta < self._buffer.oldest_index
         ):
             return self._exact(end)
-        first = end - self._span_n + 1 - delta
-        if first < self._buffer.oldest_index:  # after a long gap: nothing to slide from
-            return self._exact(end)
-        x, ok = self._shifted(first, end + 1)
         if delta > 0:
-            lead_in = delta + self._lag_n
-            self._cross += self._cross_products(x[:, -lead_in:], delta)
-            self._cross -= self._cross_products(x[:, :lead_in], delta)
-            self._since_exact += 1
-        self._state_end = end
-        r, drifted = self._pearson(x[:, delta:], ok[:, delta:])
+            self._slide(end, delta)
+        r, drifted = self._pearson()
         return self._exact(end) if drifted.any() else r
+
+    def _slide(self, end: int, delta: int) -> None:
+        """Move the span end by ``delta`` reading only the 2 x (delta + lag) samples that
+        enter and leave: O(lag + delta)."""
+        w, lag_n = self._window_n, self._lag_n
+        old_start = end - delta - self._span_n + 1
+        leaving = self._region(old_start, old_start + delta + lag_n)
+        entering = self._region(old_start + w, end + 1)
+        self._cross += self._cross_products(entering[:2], delta)
+        self._cross -= self._cross_products(leaving[:2], delta)
+        # Window sums per window start: each next start adds the sample entering at its
+        # end and drops the one leaving at its start.
+        chain = self._starts[:, -1:] + np.cumsum(entering[:, lag_n:] - leaving[:, lag_n:], axis=1)
+        self._starts = np.concatenate([self._starts[:, delta:], chain], axis=1)[:, -(lag_n + 1) :]
+        self._since_exact += 1
+        self._state_end = end
 
     def _exact(self, end: int) -> FloatArray:
         first = end - self._span_n + 1
@@ -212,15 +223,16 @@ class LaggedComoments:
             self._state_end = -1
             return np.full(self._cross.shape, np.nan)
         self._ref = self._levels(first, end + 1)
-        x, ok = self._shifted(first, end + 1)
-        self._cross = self._cross_products(x, self._window_n)
+        rows = self._region(first, end + 1)
+        self._cross = self._cross_products(rows[:2], self._window_n)
+        self._starts = _window_sums(rows, self._window_n)
         self._since_exact = 0
         self._state_end = end
-        r, drifted = self._pearson(x, ok)
+        r, drifted = self._pearson()
         for lag_index in np.flatnonzero(drifted):
             # A window far from the span's mean relative to its own spread (a step inside
             # the span): centre it on its own mean, as a two-pass correlation does.
-            r[lag_index] = self._two_pass(x, int(lag_index))
+            r[lag_index] = self._two_pass(rows[:2], int(lag_index))
         return r
 
     def _levels(self, start: int, stop: int) -> FloatArray:
@@ -237,10 +249,11 @@ class LaggedComoments:
         ok = np.vstack([view(2, start, stop), view(3, start, stop)]) == 1.0  # gap: NaN
         return x, ok
 
-    def _shifted(self, start: int, stop: int) -> tuple[FloatArray, BoolArray]:
-        """Rows (a, b) minus their reference level, 0 where unusable; and the usable mask."""
+    def _region(self, start: int, stop: int) -> FloatArray:
+        """Rows a, b (minus their reference level, 0 where unusable), a^2, b^2, a bad, b bad."""
         x, ok = self._rows(start, stop)
-        return np.where(ok, x - self._ref, 0.0), ok
+        shifted = np.where(ok, x - self._ref, 0.0)
+        return np.concatenate([shifted, shifted * shifted, ~ok])
 
     def _cross_products(self, x: FloatArray, n_pairs: int) -> FloatArray:
         """For lags -lag..+lag: the sum over m < n_pairs of a[m]*b[m+d] (d >= 0) or
@@ -257,12 +270,11 @@ class LaggedComoments:
         b = b - b.mean()
         return float(np.clip((a @ b) / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
 
-    def _pearson(self, x: FloatArray, ok: BoolArray) -> tuple[FloatArray, BoolArray]:
-        """r per lag over the span in ``x``, and per lag whether the reference level is too
-        far from the window's mean for the shifted sums to keep their precision."""
+    def _pearson(self) -> tuple[FloatArray, BoolArray]:
+        """r per lag, and per lag whether the reference level is too far from the window's
+        mean for the shifted sums to keep their precision."""
         n = float(self._window_n)
-        table = _window_sums(np.concatenate([x, x * x, ~ok]), self._window_n)
-        picked = table.ravel()[self._picks]
+        picked = self._starts.ravel()[self._picks]
         sums, squares = picked[0:2], picked[2:4]
         var = squares - sums * sums / n
         cov = self._cross - sums[0] * sums[1] / n
