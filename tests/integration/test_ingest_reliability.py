@@ -1,0 +1,214 @@
+"""Issue 5 acceptance: dropouts, reconnection, shape changes, duplicates, clock jumps, NaN
+bursts — real pylsl outlets in separate processes, a real SensorInlet polled like the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dsp.exceptions import StreamNotFoundError
+from dsp.types import Role, SignalKind, StatusKind
+from streamer.devices import DeviceConfig, parse_device_config
+from streamer.inlet import SensorInlet, open_session_inlets
+from streamer.session import parse_session
+from tests.integration.lsl_outlet_proc import InletWatch, OutletProcess, unique_source_id
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+RATE_HZ = 100.0
+CHUNK = 5
+
+
+@pytest.fixture
+def device() -> DeviceConfig:
+    """A 2-channel mV ECG device with a sample counter in channel 1."""
+    return parse_device_config(
+        {
+            "device": {"manufacturer": "test", "model": "counter-ecg"},
+            "signals": {
+                "ecg": {
+                    "channel_index": 0,
+                    "counter_channel_index": 1,
+                    "unit": "mV",
+                    "chunk_samples": CHUNK,
+                }
+            },
+        },
+        source="<test>",
+        default_name="counter_ecg",
+    )
+
+
+@pytest.fixture
+def outlets() -> Iterator[list[OutletProcess]]:
+    started: list[OutletProcess] = []
+    yield started
+    for outlet in started:
+        outlet.close()
+
+
+@pytest.fixture
+def inlets() -> Iterator[list[SensorInlet]]:
+    opened: list[SensorInlet] = []
+    yield opened
+    for inlet in opened:
+        inlet.close()
+
+
+def _start(outlets: list[OutletProcess], source_id: str, **options: Any) -> OutletProcess:
+    outlet = OutletProcess(source_id, rate=RATE_HZ, chunk=CHUNK, **options)
+    outlets.append(outlet)
+    return outlet
+
+
+def _inlet(inlets: list[SensorInlet], device: DeviceConfig, source_id: str) -> SensorInlet:
+    inlet = SensorInlet(role=Role.CLIENT, signal=SignalKind.ECG, device=device, source_id=source_id)
+    inlets.append(inlet)
+    return inlet
+
+
+def _counters(watch: InletWatch, segment: int | None = None) -> np.ndarray:
+    parts = [f.counters for f in watch.frames if segment is None or f.segment == segment]
+    return np.concatenate([p for p in parts if p is not None]) if parts else np.empty(0, np.int64)
+
+
+def test_sigkill_and_restart_reconnects_by_itself(outlets, inlets, device) -> None:
+    sid = unique_source_id("kill")
+    outlet = _start(outlets, sid)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples() > 50, timeout_s=15)
+
+    outlet.kill()
+    killed_at = watch.until(lambda: True, timeout_s=1)
+    stalled_at = watch.until(lambda: watch.first(StatusKind.STALLED) is not None, timeout_s=5)
+    assert stalled_at - killed_at <= 2.0
+
+    restart = _start(outlets, sid)
+    restarted_at = watch.until(lambda: True, timeout_s=1)
+    resumed_at = watch.until(lambda: watch.samples(segment=1) > 0, timeout_s=10)
+    assert resumed_at - restarted_at <= 5.0
+    recovered = watch.first(StatusKind.RECOVERED)
+    assert recovered is not None and "gap" in recovered[1].detail
+    # The restarted outlet counts from 0 again: the new data is in its own segment.
+    before, after = _counters(watch, 0), _counters(watch, 1)
+    assert np.all(np.diff(before) == 1) and np.all(np.diff(after) == 1)
+    assert max(w.max_poll_s for w in [watch]) < 0.05
+    restart.close()
+
+
+def test_sigstop_sigcont_stalls_then_resumes_without_loss(outlets, inlets, device) -> None:
+    sid = unique_source_id("stop")
+    outlet = _start(outlets, sid)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples() > 50, timeout_s=15)
+
+    outlet.pause()
+    paused_at = watch.until(lambda: True, timeout_s=1)
+    stalled_at = watch.until(lambda: watch.first(StatusKind.STALLED) is not None, timeout_s=5)
+    assert stalled_at - paused_at <= 2.0
+    watch.run(1.0)
+    outlet.resume()
+    watch.until(lambda: watch.first(StatusKind.RECOVERED) is not None, timeout_s=5)
+    watch.run(0.5)
+
+    counters = _counters(watch)
+    assert np.all(np.diff(counters) == 1), "a sample was lost or duplicated across the stall"
+    assert {f.segment for f in watch.frames} == {0}
+    times = np.concatenate([f.timestamps_s for f in watch.frames])
+    assert np.all(np.diff(times) > 0)
+    # The catch-up burst keeps its sampling times: ~1/rate apart, no compression.
+    assert np.median(np.diff(times)) == pytest.approx(1 / RATE_HZ, rel=0.02)
+
+
+def test_restart_with_other_channel_count_is_reported(outlets, inlets, device) -> None:
+    sid = unique_source_id("shape")
+    outlet = _start(outlets, sid)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples() > 20, timeout_s=15)
+    outlet.kill()
+    _start(outlets, sid, channels=3)
+    started_at = watch.until(lambda: True, timeout_s=1)
+    found_at = watch.until(lambda: watch.first(StatusKind.MISMATCH) is not None, timeout_s=10)
+    assert found_at - started_at <= 5.0
+    mismatch = watch.first(StatusKind.MISMATCH)
+    assert mismatch is not None and "3 channels" in mismatch[1].detail
+    assert watch.samples(segment=1) == 0  # never connected to the wrongly shaped stream
+
+
+def test_two_outlets_with_one_source_id_are_reported(outlets, inlets, device) -> None:
+    sid = unique_source_id("dup")
+    _start(outlets, sid)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples() > 20, timeout_s=15)
+    _start(outlets, sid)
+    started_at = watch.until(lambda: True, timeout_s=1)
+    found_at = watch.until(lambda: watch.first(StatusKind.MISMATCH) is not None, timeout_s=10)
+    assert found_at - started_at <= 5.0
+    mismatch = watch.first(StatusKind.MISMATCH)
+    assert mismatch is not None and "2 streams claim" in mismatch[1].detail
+    # Still delivering from the first outlet meanwhile (no silent hang).
+    count = watch.samples()
+    watch.run(0.5)
+    assert watch.samples() > count
+
+
+@pytest.mark.parametrize("jump_s", [10.0, -1.0])
+def test_timestamp_jump_starts_a_new_segment(outlets, inlets, device, jump_s) -> None:
+    sid = unique_source_id("jump")
+    jump_at = 300  # far enough in that the inlet is connected before the jump
+    _start(outlets, sid, jump_at=jump_at, jump_by_s=jump_s)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples(segment=1) > 30, timeout_s=20)
+
+    breaks = [e for _, e in watch.events if e.kind is StatusKind.CLOCK_BREAK]
+    assert len(breaks) == 1
+    before, after = _counters(watch, 0), _counters(watch, 1)
+    assert before.max() == jump_at - 1 and after.min() == jump_at
+    for segment in (0, 1):
+        times = np.concatenate([f.timestamps_s for f in watch.frames if f.segment == segment])
+        assert np.all(np.diff(times) > 0)
+    last_before = max(f.timestamps_s[-1] for f in watch.frames if f.segment == 0)
+    first_after = min(f.timestamps_s[0] for f in watch.frames if f.segment == 1)
+    assert first_after - last_before == pytest.approx(jump_s + 1 / RATE_HZ, abs=0.05)
+
+
+def test_nan_burst_is_masked_and_counted(outlets, inlets, device) -> None:
+    sid = unique_source_id("nan")
+    _start(outlets, sid, nan_at=300, nan_count=25)
+    inlet = _inlet(inlets, device, sid)
+    watch = InletWatch(inlet)
+    watch.until(lambda: _counters(watch).size and _counters(watch).max() > 400, timeout_s=20)
+    watch.run(1.1)  # bad-sample reports are rate limited to one per second
+
+    counters = _counters(watch)
+    values = np.concatenate([f.values for f in watch.frames])
+    in_burst = (counters >= 300) & (counters < 325)
+    assert np.all(np.isnan(values[in_burst]))
+    assert np.all(np.isfinite(values[~in_burst]))
+    assert inlet.bad_samples == 25
+    # The first bad sample is reported at once, later ones aggregated (at most 1 event/s).
+    reported = [e.detail for _, e in watch.events if e.kind is StatusKind.BAD_SAMPLES]
+    assert sum(int(detail.split()[0]) for detail in reported) == 25
+    assert reported[-1].endswith("(25 in total)")
+
+
+def test_missing_streams_are_named_with_how_to_start_the_simulator() -> None:
+    sid = unique_source_id("absent")
+    session = parse_session(
+        {
+            "session": {"signals": ["eda"]},
+            "therapist": {"eda": {"device": "empatica_e4", "source_id": sid + "-t"}},
+            "client": {"eda": {"device": "empatica_e4", "name": "E4_nobody_*"}},
+        },
+        source="absent.toml",
+    )
+    with pytest.raises(StreamNotFoundError) as caught:
+        open_session_inlets(session, timeout_s=1.0)
+    message = str(caught.value)
+    assert "therapist eda" in message and sid + "-t" in message
+    assert "client eda" in message and "E4_nobody_*" in message
+    assert "dyadsync simulate" in message
