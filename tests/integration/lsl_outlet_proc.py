@@ -2,8 +2,9 @@
 
 Run as ``python -m tests.integration.lsl_outlet_proc --source-id X ...``, or from a test
 through :class:`OutletProcess` (which also SIGKILLs/SIGSTOPs it); :class:`InletWatch`
-polls a :class:`~streamer.inlet.SensorInlet` like the server does and records what came. Sample ``k``
-carries a known raw value in the signal channel, ``raw_base + (k % raw_period) *
+polls a :class:`~streamer.inlet.SensorInlet` like the server does and records what came.
+
+Sample ``k`` carries a known raw value in the signal channel, ``raw_base + (k % raw_period) *
 raw_step``, so a test can compute the expected converted value from the datasheet
 formula on its own; the counter channel (if any) carries ``k``. Samples are stamped
 ``t0 + k / rate`` on the LSL clock (plus ``--jump-by-s`` once ``--jump-at`` samples have
