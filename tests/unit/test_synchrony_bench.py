@@ -20,6 +20,12 @@ def test_synchrony_bench_quick_mode() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for row in ("naive per-lag corrcoef", "naive vectorised block", "incremental co-moments"):
+    rows = (
+        "naive per-lag corrcoef",
+        "naive vectorised block",
+        "incremental co-moments",
+        "StreamingCrossCorrelation",
+    )
+    for row in rows:
         assert out.count(row) == 2, out  # one row per grid rate (4 and 32 Hz)
     assert "dyads per core in real time" in out
