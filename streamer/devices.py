@@ -143,7 +143,7 @@ def _flatten(element: ET.Element, prefix: str, out: dict[str, str]) -> None:
             _flatten(child, f"{path}/", out)
 
 
-def _glob(pattern: str | None, value: str) -> bool:
+def glob_match(pattern: str | None, value: str) -> bool:
     """Case-insensitive shell-style match; ``|`` separates alternatives (``GSR|EDA``); no
     pattern matches anything."""
     if pattern is None:
@@ -166,13 +166,13 @@ class StreamMatch:
 
     def matches(self, meta: StreamMeta) -> bool:
         if not (
-            _glob(self.name, meta.name)
-            and _glob(self.type, meta.type)
-            and _glob(self.source_id, meta.source_id)
+            glob_match(self.name, meta.name)
+            and glob_match(self.type, meta.type)
+            and glob_match(self.source_id, meta.source_id)
         ):
             return False
         return all(
-            path in meta.desc and _glob(pattern, meta.desc[path])
+            path in meta.desc and glob_match(pattern, meta.desc[path])
             for path, pattern in self.desc.items()
         )
 
@@ -226,7 +226,9 @@ class SignalSpec:
 
     def matches(self, meta: StreamMeta) -> bool:
         """True if ``meta`` looks like this signal's stream (type, name, channel layout)."""
-        if not (_glob(self.stream_type, meta.type) and _glob(self.stream_name, meta.name)):
+        if not glob_match(self.stream_type, meta.type):
+            return False
+        if not glob_match(self.stream_name, meta.name):
             return False
         if self.channel_count is not None and meta.channel_count != self.channel_count:
             return False
@@ -247,7 +249,7 @@ class SignalSpec:
         if self.channel_index is not None:
             return self.channel_index if self.channel_index < meta.channel_count else None
         for index, label in enumerate(meta.channel_labels):
-            if _glob(self.channel_label, label) and index < meta.channel_count:
+            if glob_match(self.channel_label, label) and index < meta.channel_count:
                 return index
         return None
 
