@@ -108,10 +108,11 @@ class Reason(StrEnum):
 class SynchronyConfig:
     """Engine settings; nested tables may be given as dicts (from a session TOML).
 
-    ``window_s`` (30 s; 15-30 s recommended for EDA/HR, Palmieri et al. 2018 used 30 s
-    windows for SC; rMEA's default use is 30-60 s), ``lag_s`` (+-5 s: lags of +-5 s are
-    reported across studies, rMEA documentation), ``step_s`` (1 s: the dashboard refresh),
-    ``z_cap`` (10, rMEA).
+    ``window_s`` (30 s, the long end of the 15-30 s range of windowed cross-correlation of
+    EDA/HR (Boker et al. 2002 discuss the window/lag trade-off): the longest window keeps
+    the null narrow for slow autonomic signals), ``lag_s`` (+-5 s: "lags of +-5 seconds have
+    been reported by multiple authors", rMEA ``MEAccf`` documentation), ``step_s`` (1 s: the
+    dashboard refresh), ``z_cap`` (10, rMEA).
     """
 
     window_s: float = 30.0
