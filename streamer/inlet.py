@@ -128,6 +128,41 @@ def check_stream(
     return spec.unit_conflict(meta, channel)
 
 
+def stream_wanted(
+    meta: StreamMeta,
+    *,
+    role: Role,
+    signal: SignalKind,
+    device: DeviceConfig,
+    source_id: str | None,
+    name_pattern: str | None,
+) -> bool:
+    """Is ``meta`` the stream searched for (before judging its shape with
+    :func:`check_stream`)? By exact ``source_id`` if given; otherwise it must match the
+    device config, ``name_pattern`` if given, and must not declare another role."""
+    if source_id is not None:
+        return meta.source_id == source_id
+    if name_pattern is not None and not glob_match(name_pattern, meta.name):
+        return False
+    declared_role = meta.desc.get("dyadsync/role")
+    if declared_role is not None and declared_role != role.value:
+        return False
+    return device.matches(meta, signal=signal)
+
+
+def full_stream_meta(info: pylsl.StreamInfo, *, timeout_s: float) -> StreamMeta | None:
+    """Metadata including ``desc`` (a resolve returns the stream's info without it; a
+    short-lived inlet fetches it). None if the stream vanished meanwhile."""
+    try:
+        probe = pylsl.StreamInlet(info, recover=False)
+        try:
+            return stream_meta(probe.info(timeout=timeout_s))
+        finally:
+            probe.close_stream()
+    except (TimeoutError, LostError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Connected:
     meta: StreamMeta
@@ -261,32 +296,23 @@ class _Acquisition:
 
     def _wanted(self, meta: StreamMeta) -> bool:
         """Is this stream a candidate (before checking its shape)?"""
-        if self._source_id is not None:
-            return meta.source_id == self._source_id
-        if self._name_pattern is not None and not glob_match(self._name_pattern, meta.name):
-            return False
-        declared_role = meta.desc.get("dyadsync/role")
-        if declared_role is not None and declared_role != self._role.value:
-            return False
-        return self._device.matches(meta, signal=self._signal)
+        return stream_wanted(
+            meta,
+            role=self._role,
+            signal=self._signal,
+            device=self._device,
+            source_id=self._source_id,
+            name_pattern=self._name_pattern,
+        )
 
     def _full_meta(self, info: pylsl.StreamInfo) -> StreamMeta | None:
-        """Metadata with ``desc`` (a resolve returns it without; a short inlet fetches it)."""
-        short = stream_meta(info)
-        cached = self._meta_cache.get(short.uid)
-        if cached is not None:
-            return cached
-        try:
-            probe = pylsl.StreamInlet(info, recover=False)
-            try:
-                meta = stream_meta(probe.info(timeout=self._config.connect_timeout_s))
-            finally:
-                probe.close_stream()
-                del probe
-        except (TimeoutError, LostError):
-            return None
-        self._meta_cache[short.uid] = meta
-        return meta
+        uid = stream_meta(info).uid
+        cached = self._meta_cache.get(uid)
+        if cached is None:
+            cached = full_stream_meta(info, timeout_s=self._config.connect_timeout_s)
+            if cached is not None:
+                self._meta_cache[uid] = cached
+        return cached
 
     # -- puller thread ----------------------------------------------------------------
 

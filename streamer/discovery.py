@@ -1,0 +1,123 @@
+"""What ``dyadsync streams`` prints: the LSL streams visible now, the device config and
+session role each matches, and what a session still lacks.
+
+:func:`describe_streams` resolves and fetches metadata (blocking, for the CLI);
+:func:`format_streams` is the pure formatting, unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pylsl
+
+from streamer.devices import DeviceConfig, StreamMeta, builtin_device_configs, stream_meta
+from streamer.inlet import check_stream, full_stream_meta, stream_wanted
+from streamer.session import SensorSource, SessionConfig
+
+_GENERIC = "generic"
+
+
+def device_matches(meta: StreamMeta, configs: Mapping[str, DeviceConfig]) -> list[str]:
+    """``config:signal`` for every config that recognises the stream; the catch-all
+    ``generic`` config only when no specific one does."""
+    found = [
+        f"{name}:{signal.value}"
+        for name, config in sorted(configs.items())
+        for signal in config.signals_in(meta)
+    ]
+    specific = [entry for entry in found if not entry.startswith(f"{_GENERIC}:")]
+    return specific or found
+
+
+def _sensor_label(sensor: SensorSource) -> str:
+    return f"{sensor.role.value} {sensor.signal.value}"
+
+
+def _accepts(sensor: SensorSource, meta: StreamMeta) -> bool:
+    return stream_wanted(
+        meta,
+        role=sensor.role,
+        signal=sensor.signal,
+        device=sensor.device,
+        source_id=sensor.source_id,
+        name_pattern=sensor.name_pattern,
+    )
+
+
+def format_streams(
+    metas: Sequence[StreamMeta],
+    session: SessionConfig | None,
+    *,
+    configs: Mapping[str, DeviceConfig] | None = None,
+) -> str:
+    """A table of ``metas`` and, with a session, which sensor each serves and what is
+    missing, unusable or ambiguous. Contains no sample values."""
+    configs = builtin_device_configs() if configs is None else configs
+    headers = ("name", "type", "source_id", "host", "ch", "rate_hz", "device config", "session")
+    rows = []
+    for meta in sorted(metas, key=lambda m: (m.name, m.source_id)):
+        roles = [_sensor_label(s) for s in session.sensors if _accepts(s, meta)] if session else []
+        rows.append(
+            (
+                meta.name,
+                meta.type,
+                meta.source_id or "-",
+                meta.hostname or "-",
+                str(meta.channel_count),
+                f"{meta.nominal_srate_hz:g}",
+                ", ".join(device_matches(meta, configs)) or "(no config matches)",
+                ", ".join(roles) or "-",
+            )
+        )
+    lines = [f"{len(metas)} LSL stream(s) visible:"]
+    if rows:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        for row in (headers, *rows):
+            lines.append(
+                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            )
+    if session is not None:
+        lines.append("")
+        lines.extend(_session_report(metas, session))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _session_report(metas: Sequence[StreamMeta], session: SessionConfig) -> list[str]:
+    lines = [f"session {session.source} (room {session.room!r}):"]
+    problems = 0
+    for sensor in session.sensors:
+        serving = [meta for meta in metas if _accepts(sensor, meta)]
+        label = _sensor_label(sensor)
+        if not serving:
+            problems += 1
+            lines.append(f"  MISSING    {sensor.describe()}")
+        elif len(serving) > 1:
+            problems += 1
+            lines.append(
+                f"  AMBIGUOUS  {label}: {len(serving)} streams match "
+                f"({', '.join(sorted(m.name for m in serving))}); give a source_id"
+            )
+        else:
+            why = check_stream(serving[0], sensor.device, sensor.signal)
+            if why is not None:
+                problems += 1
+                lines.append(f"  UNUSABLE   {label}: {why}")
+            else:
+                lines.append(f"  ok         {label}: {serving[0].name!r}")
+    if problems:
+        lines.append(
+            "Start or fix the streams above (to try without hardware: `dyadsync simulate`)."
+        )
+    else:
+        lines.append("All streams of the session are present.")
+    return lines
+
+
+def describe_streams(session: SessionConfig | None, *, timeout_s: float = 2.0) -> str:
+    """Resolve the network for ``timeout_s`` and describe what is there (blocking)."""
+    metas = []
+    for info in pylsl.resolve_streams(wait_time=timeout_s):
+        meta = full_stream_meta(info, timeout_s=timeout_s)
+        metas.append(meta if meta is not None else stream_meta(info))
+    return format_streams(metas, session)
