@@ -321,8 +321,11 @@ class DeviceConfig:
         return self.spec(signal).conversion.apply(raw)
 
 
-def conversion_for(section: Section, signal: SignalKind, unit: str) -> UnitConversion:
-    """Build the conversion implied by ``unit`` (reading ``[conversion]`` for adc/scaled)."""
+def conversion_for(
+    section: Section, raw_conversion: Any, signal: SignalKind, unit: str
+) -> UnitConversion:
+    """Build the conversion implied by ``unit`` (reading ``[conversion]`` for adc/scaled;
+    physical units imply their conversion, so the table is not allowed for them)."""
     scale_units = _SCALE_UNITS[signal]
     conv = section.table("conversion")
     if unit in scale_units:
@@ -349,8 +352,26 @@ def conversion_for(section: Section, signal: SignalKind, unit: str) -> UnitConve
         raise section.error(
             "unit", f"value {unit!r} is not allowed for {signal.value}; allowed: {allowed}"
         )
-    conv.reject_unknown()
+    _reject_unknown(conv, raw_conversion, _CONVERSION_KEYS.get(unit, ()))
     return conversion
+
+
+_SIGNAL_KEYS = (
+    "stream_type", "stream_name", "channel_index", "channel_label", "channel_count", "unit",
+    "conversion", "nominal_rate_hz", "counter_channel_index", "chunk_samples",
+)  # fmt: skip
+_CONVERSION_KEYS: Mapping[str, tuple[str, ...]] = {
+    "adc": ("adc_bits", "vcc_v", "centre", "gain", "output_scale"),
+    "scaled": ("scale", "offset"),
+}
+
+
+def _reject_unknown(section: Section, raw: Any, allowed: tuple[str, ...]) -> None:
+    """Typos must not be ignored silently; the message lists every allowed key."""
+    for key in raw if isinstance(raw, Mapping) else ():
+        if key not in allowed:
+            listed = ", ".join(allowed) if allowed else "(none)"
+            raise section.error(key, f"unknown key; allowed keys here: {listed}")
 
 
 def _optional_string(section: Section, raw: Mapping[str, Any], name: str) -> str | None:
@@ -362,8 +383,9 @@ def _optional_int(section: Section, raw: Mapping[str, Any], name: str, minimum: 
 
 
 def _signal_spec(section: Section, raw: Mapping[str, Any], signal: SignalKind) -> SignalSpec:
+    _reject_unknown(section, raw, _SIGNAL_KEYS)
     unit = section.string("unit")
-    conversion = conversion_for(section, signal, unit)
+    conversion = conversion_for(section, raw.get("conversion", {}), signal, unit)
     channel_index = _optional_int(section, raw, "channel_index", 0)
     channel_label = _optional_string(section, raw, "channel_label")
     if (channel_index is None) == (channel_label is None):
@@ -398,23 +420,24 @@ def _signal_spec(section: Section, raw: Mapping[str, Any], signal: SignalKind) -
         counter_channel_index=counter,
         chunk_samples=section.integer("chunk_samples", default=1, minimum=1),
     )
-    section.reject_unknown()
     return spec
 
 
 def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: str) -> DeviceConfig:
     """Validate parsed TOML into a :class:`DeviceConfig` (``ConfigError`` names file and key)."""
     top = Section(data, source=source, prefix="")
+    _reject_unknown(top, data, ("device", "match", "signals"))
     device = top.table("device")
     device_raw = data.get("device", {})
+    _reject_unknown(device, device_raw, ("name", "manufacturer", "model", "notes"))
     name = device.string("name") if "name" in device_raw else default_name
     manufacturer = device.string("manufacturer")
     model = device.string("model")
     notes = device.string("notes") if "notes" in device_raw else ""
-    device.reject_unknown()
 
     match_raw = data.get("match", {})
     match = top.table("match")
+    _reject_unknown(match, match_raw, ("name", "type", "source_id", "desc"))
     desc_section = match.table("desc")
     desc_raw = match_raw.get("desc", {}) if isinstance(match_raw, Mapping) else {}
     desc = {path: desc_section.string(path) for path in desc_raw}
@@ -424,7 +447,6 @@ def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: s
         source_id=_optional_string(match, match_raw, "source_id"),
         desc=desc,
     )
-    match.reject_unknown()
 
     signals_raw = data.get("signals", {})
     signals_section = top.table("signals")
@@ -440,8 +462,6 @@ def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: s
         signals[kind] = _signal_spec(spec_section, raw, kind)
     if not signals:
         raise top.error("signals", "at least one of [signals.ecg] or [signals.eda] is required")
-    signals_section.reject_unknown()
-    top.reject_unknown()
     return DeviceConfig(
         name=name,
         manufacturer=manufacturer,
