@@ -352,7 +352,7 @@ def conversion_for(
         raise section.error(
             "unit", f"value {unit!r} is not allowed for {signal.value}; allowed: {allowed}"
         )
-    _reject_unknown(conv, raw_conversion, _CONVERSION_KEYS.get(unit, ()))
+    reject_unknown_keys(conv, raw_conversion, _CONVERSION_KEYS.get(unit, ()))
     return conversion
 
 
@@ -366,7 +366,7 @@ _CONVERSION_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _reject_unknown(section: Section, raw: Any, allowed: tuple[str, ...]) -> None:
+def reject_unknown_keys(section: Section, raw: Any, allowed: tuple[str, ...]) -> None:
     """Typos must not be ignored silently; the message lists every allowed key."""
     for key in raw if isinstance(raw, Mapping) else ():
         if key not in allowed:
@@ -383,7 +383,7 @@ def _optional_int(section: Section, raw: Mapping[str, Any], name: str, minimum: 
 
 
 def _signal_spec(section: Section, raw: Mapping[str, Any], signal: SignalKind) -> SignalSpec:
-    _reject_unknown(section, raw, _SIGNAL_KEYS)
+    reject_unknown_keys(section, raw, _SIGNAL_KEYS)
     unit = section.string("unit")
     conversion = conversion_for(section, raw.get("conversion", {}), signal, unit)
     channel_index = _optional_int(section, raw, "channel_index", 0)
@@ -426,10 +426,10 @@ def _signal_spec(section: Section, raw: Mapping[str, Any], signal: SignalKind) -
 def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: str) -> DeviceConfig:
     """Validate parsed TOML into a :class:`DeviceConfig` (``ConfigError`` names file and key)."""
     top = Section(data, source=source, prefix="")
-    _reject_unknown(top, data, ("device", "match", "signals"))
+    reject_unknown_keys(top, data, ("device", "match", "signals"))
     device = top.table("device")
     device_raw = data.get("device", {})
-    _reject_unknown(device, device_raw, ("name", "manufacturer", "model", "notes"))
+    reject_unknown_keys(device, device_raw, ("name", "manufacturer", "model", "notes"))
     name = device.string("name") if "name" in device_raw else default_name
     manufacturer = device.string("manufacturer")
     model = device.string("model")
@@ -437,7 +437,7 @@ def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: s
 
     match_raw = data.get("match", {})
     match = top.table("match")
-    _reject_unknown(match, match_raw, ("name", "type", "source_id", "desc"))
+    reject_unknown_keys(match, match_raw, ("name", "type", "source_id", "desc"))
     desc_section = match.table("desc")
     desc_raw = match_raw.get("desc", {}) if isinstance(match_raw, Mapping) else {}
     desc = {path: desc_section.string(path) for path in desc_raw}

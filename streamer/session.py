@@ -34,7 +34,12 @@ from typing import Any
 
 from dsp.exceptions import ConfigError
 from dsp.types import Role, SignalKind
-from streamer.devices import DeviceConfig, builtin_device_configs, device_config_by_name
+from streamer.devices import (
+    DeviceConfig,
+    builtin_device_configs,
+    device_config_by_name,
+    reject_unknown_keys,
+)
 from streamer.tomlconfig import Section, read_toml
 
 # Defaults for live synchrony: window 30 s, lag +-5 s, step 1 s are the typical live EDA/HR
@@ -126,6 +131,7 @@ def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
 def _sensor(
     section: Section, raw: Mapping[str, Any], role: Role, signal: SignalKind, base_dir: Path | None
 ) -> SensorSource:
+    reject_unknown_keys(section, raw, ("device", "source_id", "name"))
     device_ref = section.string("device")
     try:
         device = device_config_by_name(device_ref, base_dir=base_dir)
@@ -134,7 +140,6 @@ def _sensor(
         raise section.error("device", str(exc)) from None
     source_id = section.string("source_id") if "source_id" in raw else None
     name_pattern = section.string("name") if "name" in raw else None
-    section.reject_unknown()
     return SensorSource(
         role=role, signal=signal, device=device, source_id=source_id, name_pattern=name_pattern
     )
@@ -146,6 +151,7 @@ def parse_session(
     """Validate parsed TOML into a :class:`SessionConfig`; device paths resolve against
     ``base_dir``."""
     top = Section(data, source=source, prefix="")
+    reject_unknown_keys(top, data, ("session", *(role.value for role in Role), "synchrony"))
     head = top.table("session")
     head_raw = data.get("session", {})
     room = head.string("room", default="room")
@@ -166,15 +172,14 @@ def parse_session(
             f"value {signal_names!r} is not allowed; allowed: a non-empty list of distinct "
             f"values from {', '.join(allowed)}",
         )
-    for key in head_raw:
-        if key not in ("room", "signals"):
-            raise head.error(key, "unknown key; allowed keys here: room, signals")
+    reject_unknown_keys(head, head_raw, ("room", "signals"))
     signals = tuple(SignalKind(name) for name in signal_names)
 
     sensors: list[SensorSource] = []
     for role in Role:
         role_raw = data.get(role.value, {})
         role_section = top.table(role.value)
+        reject_unknown_keys(role_section, role_raw, tuple(kind.value for kind in SignalKind))
         for signal in SignalKind:
             present = isinstance(role_raw, Mapping) and signal.value in role_raw
             if signal in signals and not present:
@@ -194,11 +199,9 @@ def parse_session(
                 sensors.append(
                     _sensor(role_section.table(signal.value), sensor_raw, role, signal, base_dir)
                 )
-        role_section.reject_unknown()
 
     _reject_shared_source_ids(sensors, source)
     synchrony = _synchrony(top.table("synchrony"), data.get("synchrony", {}))
-    top.reject_unknown()
     return SessionConfig(
         room=room, signals=signals, sensors=tuple(sensors), synchrony=synchrony, source=source
     )
