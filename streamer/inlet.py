@@ -102,6 +102,7 @@ def check_stream(
     signal: SignalKind,
     *,
     expected_channel_count: int | None = None,
+    expected_rate_hz: float | None = None,
 ) -> str | None:
     """Why ``meta`` cannot serve as ``signal`` of ``device`` (None if it can).
 
@@ -112,6 +113,11 @@ def check_stream(
     expected = expected_channel_count or spec.channel_count
     if expected is not None and meta.channel_count != expected:
         return f"stream has {meta.channel_count} channels, expected {expected}"
+    if expected_rate_hz is not None and abs(meta.nominal_srate_hz - expected_rate_hz) > (
+        0.01 * expected_rate_hz
+    ):
+        # The dsp was set up for the first rate; a silent change would skew every estimate.
+        return f"stream declares {meta.nominal_srate_hz:g} Hz, expected {expected_rate_hz:g} Hz"
     if meta.channel_format in ("string", "undefined"):
         return f"stream has channel format {meta.channel_format!r}, expected a numeric format"
     if not device.matches(meta, signal=signal):
@@ -214,7 +220,9 @@ class _Acquisition:
         "_source_id",
         "_stop",
         "_threads",
+        "connected_meta",
         "expected_channel_count",
+        "expected_rate_hz",
     )
 
     def __init__(
@@ -244,6 +252,10 @@ class _Acquisition:
         self._dead_uids: set[str] = set()
         self._current_uid: str | None = None
         self.expected_channel_count: int | None = device.spec(signal).channel_count
+        self.expected_rate_hz: float | None = None
+        # Set by the puller when a connection is made (read by other threads: one atomic
+        # attribute assignment, never mutated in place).
+        self.connected_meta: StreamMeta | None = None
         label = f"dyadsync-inlet-{role.value}-{signal.value}"
         self._threads = (
             threading.Thread(target=self._watch, name=f"{label}-watch", daemon=True),
@@ -352,7 +364,11 @@ class _Acquisition:
         if meta.uid == current_uid:
             return None
         problem = check_stream(
-            meta, self._device, self._signal, expected_channel_count=self.expected_channel_count
+            meta,
+            self._device,
+            self._signal,
+            expected_channel_count=self.expected_channel_count,
+            expected_rate_hz=self.expected_rate_hz,
         )
         if problem is not None:
             self._report_once("bad:" + meta.uid, f"{problem}; not connecting")
@@ -429,6 +445,9 @@ class _Acquisition:
             offset = None
         if self.expected_channel_count is None:
             self.expected_channel_count = meta.channel_count
+        if self.expected_rate_hz is None:
+            self.expected_rate_hz = meta.nominal_srate_hz
+        self.connected_meta = meta
         if meta.source_id:
             # From now on follow this stream by its source_id (reconnect, duplicates).
             self._source_id = meta.source_id
@@ -533,7 +552,14 @@ class SensorInlet:
     @property
     def stream(self) -> StreamMeta | None:
         """Metadata of the stream currently (or last) connected."""
-        return self._meta
+        return self._meta or self._acq.connected_meta
+
+    @property
+    def rate_hz(self) -> float:
+        """Nominal sampling rate of the connected stream (device config first, else what the
+        stream declares; 0.0 for irregular streams or before the first connection)."""
+        meta = self.stream
+        return 0.0 if meta is None else self.device.spec(self.signal).rate_hz(meta)
 
     def close(self) -> None:
         """Stop the background threads and close the LSL connection."""
@@ -734,22 +760,14 @@ def open_session_inlets(
     """
     inlets = inlets_for_session(session, config=config)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(_peek_connected(i) for i in inlets):
+    while time.monotonic() < deadline and not all(i.stream is not None for i in inlets):
         time.sleep(0.02)
-    missing = [inlet for inlet in inlets if not _peek_connected(inlet)]
+    missing = [inlet for inlet in inlets if inlet.stream is None]
     if missing:
         for inlet in inlets:
             inlet.close()
         raise StreamNotFoundError(_missing_message(session, missing, timeout_s))
     return inlets
-
-
-def _peek_connected(inlet: SensorInlet) -> bool:
-    """Connected already, or a connection message is waiting in the queue."""
-    if inlet.connected:
-        return True
-    with inlet._acq.outbox.mutex:
-        return any(isinstance(message, _Connected) for message in inlet._acq.outbox.queue)
 
 
 def _missing_message(

@@ -60,7 +60,7 @@ def inlets() -> Iterator[list[SensorInlet]]:
 
 
 def _start(outlets: list[OutletProcess], source_id: str, **options: Any) -> OutletProcess:
-    outlet = OutletProcess(source_id, rate=RATE_HZ, chunk=CHUNK, **options)
+    outlet = OutletProcess(source_id, **{"rate": RATE_HZ, "chunk": CHUNK, **options})
     outlets.append(outlet)
     return outlet
 
@@ -124,18 +124,21 @@ def test_sigstop_sigcont_stalls_then_resumes_without_loss(outlets, inlets, devic
     assert np.median(np.diff(times)) == pytest.approx(1 / RATE_HZ, rel=0.02)
 
 
-def test_restart_with_other_channel_count_is_reported(outlets, inlets, device) -> None:
+@pytest.mark.parametrize(
+    ("change", "reported"), [({"channels": 3}, "3 channels"), ({"rate": 250.0}, "250 Hz")]
+)
+def test_restart_with_other_shape_is_reported(outlets, inlets, device, change, reported) -> None:
     sid = unique_source_id("shape")
     outlet = _start(outlets, sid)
     watch = InletWatch(_inlet(inlets, device, sid))
     watch.until(lambda: watch.samples() > 20, timeout_s=15)
     outlet.kill()
-    _start(outlets, sid, channels=3)
+    _start(outlets, sid, **change)
     started_at = watch.until(lambda: True, timeout_s=1)
     found_at = watch.until(lambda: watch.first(StatusKind.MISMATCH) is not None, timeout_s=10)
     assert found_at - started_at <= 5.0
     mismatch = watch.first(StatusKind.MISMATCH)
-    assert mismatch is not None and "3 channels" in mismatch[1].detail
+    assert mismatch is not None and reported in mismatch[1].detail
     assert watch.samples(segment=1) == 0  # never connected to the wrongly shaped stream
 
 

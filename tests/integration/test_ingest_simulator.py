@@ -21,6 +21,8 @@ def test_simulator_streams_arrive_complete_and_in_canonical_units() -> None:
     prefix = unique_source_id("sim")
     with DyadSimulator(Scenario(duration_s=60.0), source_prefix=prefix):
         inlets = open_session_inlets(simulator_session(prefix), timeout_s=15.0)
+        rates = {inlet.signal: inlet.rate_hz for inlet in inlets}
+        assert rates == {SignalKind.ECG: 256.0, SignalKind.EDA: 32.0}
         watch = InletWatch(*inlets)
         try:
             watch.run(3.0)
