@@ -13,13 +13,14 @@ blocks (the server calls it from its asyncio loop):
 ``poll()`` (caller's thread) does the bookkeeping: offset tracking, clock-break detection
 and jitter smoothing (:mod:`streamer.clock`), unit conversion (:mod:`streamer.devices`),
 NaN/inf masking, stall timing, and turns all of it into :class:`~dsp.types.Frame` and
-:class:`~dsp.types.StatusEvent` objects. Status details never contain sample values.
+:class:`~dsp.types.StatusEvent` objects. Status details never contain sample values,
+nor stream or host names (users may name a stream or a laptop after a person); they name
+the role, signal and device config.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import queue
 import threading
@@ -36,8 +37,6 @@ from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
 from streamer.devices import DeviceConfig, StreamMeta, glob_match, stream_meta
 from streamer.session import SessionConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -122,7 +121,7 @@ def check_stream(
         return f"stream has channel format {meta.channel_format!r}, expected a numeric format"
     if not device.matches(meta, signal=signal):
         return (
-            f"stream (name {meta.name!r}, type {meta.type!r}, {meta.channel_count} channels, "
+            f"stream (type {meta.type!r}, {meta.channel_count} channels, "
             f"{meta.nominal_srate_hz:g} Hz) does not match device config {device.name!r} "
             f"for {signal.value}"
         )
@@ -268,8 +267,10 @@ class _Acquisition:
     def outbox(self) -> queue.Queue[_Message]:
         return self._outbox
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
+
+    def join(self) -> None:
         for thread in self._threads:
             thread.join(timeout=self._config.connect_timeout_s + 1.0)
 
@@ -352,11 +353,10 @@ class _Acquisition:
         if not candidates:
             return None
         if len(candidates) > 1:
-            hosts = ", ".join(sorted(meta.hostname or "?" for _, meta in candidates))
             ident = self._source_id or self._name_pattern or self._device.name
             self._report_once(
                 "dup:" + ",".join(sorted(meta.uid for _, meta in candidates)),
-                f"{len(candidates)} streams claim {ident!r} (hosts: {hosts}); "
+                f"{len(candidates)} streams claim {ident!r}; "
                 "stop all but one device or give each a distinct source_id",
             )
             return None
@@ -563,7 +563,7 @@ class SensorInlet:
 
     def close(self) -> None:
         """Stop the background threads and close the LSL connection."""
-        self._acq.stop()
+        close_inlets([self])
 
     def poll(self) -> tuple[list[Frame], list[StatusEvent]]:
         """Frames and status events since the last call; never blocks."""
@@ -652,7 +652,8 @@ class SensorInlet:
             self._offsets.add(message.offset_s)
         self._last_raw_s = None
         now = self.clock()
-        where = f"{meta.name!r} on {meta.hostname or '?'}, {meta.channel_count} ch, {rate_hz:g} Hz"
+        # Stream and host names can carry people's names: details name the device config.
+        where = f"a {self.device.name} stream, {meta.channel_count} ch, {rate_hz:g} Hz"
         if self._meta is None:
             events.append(self._event(StatusKind.CONNECTED, f"connected to {where}"))
         else:
@@ -730,6 +731,15 @@ class SensorInlet:
         )
 
 
+def close_inlets(inlets: Sequence[SensorInlet]) -> None:
+    """Close several inlets at once: all threads are told to stop before any is waited for,
+    so closing a session takes one resolve timeout, not one per inlet."""
+    for inlet in inlets:
+        inlet._acq.request_stop()
+    for inlet in inlets:
+        inlet._acq.join()
+
+
 def inlets_for_session(
     session: SessionConfig, *, config: InletConfig | None = None
 ) -> list[SensorInlet]:
@@ -764,8 +774,7 @@ def open_session_inlets(
         time.sleep(0.02)
     missing = [inlet for inlet in inlets if inlet.stream is None]
     if missing:
-        for inlet in inlets:
-            inlet.close()
+        close_inlets(inlets)
         raise StreamNotFoundError(_missing_message(session, missing, timeout_s))
     return inlets
 
