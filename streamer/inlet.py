@@ -282,7 +282,8 @@ class _Acquisition:
             try:
                 found = self._resolve(minimum=2 if connected else 1)
             except Exception as exc:  # a liblsl failure must surface, not kill the thread
-                self._send(_Mismatch(f"stream discovery failed: {type(exc).__name__}"))
+                name = type(exc).__name__
+                self._report_once(f"discovery:{name}", f"stream discovery failed ({name})")
                 found = ()
             with self._lock:
                 self._candidates = found
@@ -413,6 +414,12 @@ class _Acquisition:
                 self._current_uid = None
             except TimeoutError:
                 pass  # time_correction had no fresh answer: keep the previous estimate
+            except Exception as exc:  # surface anything unexpected; reconnect, never die
+                self._send(_Lost(f"acquisition error ({type(exc).__name__}); reconnecting"))
+                inlet.close_stream()
+                inlet, uid = None, None
+                self._current_uid = None
+                self._stop.wait(0.5)
 
         if inlet is not None:
             inlet.close_stream()
