@@ -34,7 +34,7 @@ Rules a caller can rely on:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -262,7 +262,8 @@ def _range_max(values: QualityArray, starts: IntArray, stops: IntArray) -> Quali
     bounds[0::2] = starts
     bounds[1::2] = stops + 1
     padded = np.append(values, np.uint8(0))  # so that stops + 1 == len(values) is addressable
-    return np.asarray(np.maximum.reduceat(padded, bounds)[0::2], dtype=np.uint8)
+    # A contiguous copy (not a strided view): the grid stage writes settling codes into it.
+    return np.array(np.maximum.reduceat(padded, bounds)[0::2], dtype=np.uint8)
 
 
 def _runs(ok: BoolArray, continues: BoolArray) -> Iterator[tuple[int, int, bool]]:
@@ -293,6 +294,8 @@ class _ScrDetector:
 
     __slots__ = (
         "_amplitude_us",
+        "_capacity",
+        "_end",
         "_hist_n",
         "_history",
         "_hysteresis_us",
@@ -312,9 +315,13 @@ class _ScrDetector:
     ) -> None:
         self._hysteresis_us = hysteresis_us
         self._onset_slope_fraction = onset_slope_fraction
-        # The last (phasic, cleaned) samples for the onset search and the amplitude
-        # (fixed size, refilled per chunk).
-        self._history: FloatArray = np.empty((2, history_len), dtype=np.float64)
+        # The last ``history_len`` (phasic, cleaned) samples for the onset search and the
+        # amplitude, kept before ``_end`` in a buffer of twice that size; chunks are appended
+        # and the history moves to the front only when the buffer is full (every
+        # ``history_len`` samples in live use), so a chunk costs no concatenation.
+        self._capacity = history_len
+        self._history: FloatArray = np.empty((2, 2 * history_len), dtype=np.float64)
+        self._end = 0
         self.restart()
 
     def restart(self) -> None:
@@ -332,19 +339,12 @@ class _ScrDetector:
     ) -> list[tuple[int, int, float]]:
         """Feed consecutive grid samples ``first_k, first_k + 1, ...`` of one segment.
         Returns ``(onset_k, peak_k, amplitude_us)`` of every peak confirmed here."""
-        capacity = self._history.shape[1]
-        work = np.concatenate(
-            (self._history[:, capacity - self._hist_n :], np.stack((phasic_us, cleaned_us))),
-            axis=1,
-        )
         work_first_k = first_k - self._hist_n
-        keep = min(capacity, work.shape[1])
-        self._history[:, capacity - keep :] = work[:, work.shape[1] - keep :]
-        self._hist_n = keep
-
+        work = self._append(phasic_us, cleaned_us)
+        values = phasic_us.tolist()
         found: list[tuple[int, int, float]] = []
-        for i in self._visit_indices(phasic_us).tolist():
-            value = float(phasic_us[i])
+        for i in self._visit_indices(values):
+            value = values[i]
             k = first_k + i
             if self._seeking_peak:
                 if value > self._peak_us:
@@ -360,30 +360,53 @@ class _ScrDetector:
                 self._set_peak(value, k, work, work_first_k)
         return found
 
-    def _visit_indices(self, phasic_us: FloatArray) -> IntArray:
-        """Turning points (sample before a change of direction) and the last sample."""
-        n = phasic_us.size
-        steps = np.diff(np.concatenate(([self._last_value], phasic_us)))
-        direction = np.sign(steps)
-        if not math.isfinite(steps[0]):
-            direction[0] = 0.0  # first sample of a segment: no direction yet
-        # Zero steps (plateaus) continue the previous direction.
-        filled_at = np.maximum.accumulate(np.where(direction != 0, np.arange(n), -1))
-        direction = np.where(
-            filled_at >= 0, direction[np.maximum(filled_at, 0)], self._last_direction
-        )
-        previous = np.concatenate(([self._last_direction], direction[:-1]))
-        turns = np.flatnonzero((direction != previous) & (previous != 0)) - 1
-        extra = [0, n - 1] if not math.isfinite(self._last_value) else [n - 1]
-        self._last_value = float(phasic_us[-1])
-        self._last_direction = float(direction[-1])
-        return np.unique(np.concatenate((turns[turns >= 0], extra))).astype(np.int64)
+    def _append(self, phasic_us: FloatArray, cleaned_us: FloatArray) -> FloatArray:
+        """Store a chunk after the kept history; returns history and chunk as one view."""
+        n_new = phasic_us.size
+        kept_n = self._hist_n
+        if self._end + n_new > self._history.shape[1]:
+            # Full: move the kept history to the front of a fresh buffer, wider only if this
+            # chunk needs it (a one-call batch), back to the fixed size at the next move.
+            kept = self._history[:, self._end - kept_n : self._end]
+            width = max(2 * self._capacity, kept_n + n_new)
+            self._history = np.empty((2, width), dtype=np.float64)
+            self._history[:, :kept_n] = kept
+            self._end = kept_n
+        start = self._end - kept_n
+        self._end += n_new
+        self._history[0, self._end - n_new : self._end] = phasic_us
+        self._history[1, self._end - n_new : self._end] = cleaned_us
+        self._hist_n = min(self._capacity, kept_n + n_new)
+        return self._history[:, start : self._end]
+
+    def _visit_indices(self, values: list[float]) -> list[int]:
+        """Turning points (sample before a change of direction), the first sample of a
+        segment and the last sample, ascending. A zero step (plateau) continues the previous
+        direction. A plain loop: live chunks hold one or two grid samples, where numpy's
+        per-call cost dominates."""
+        visit = [] if math.isfinite(self._last_value) else [0]
+        previous_value, previous_direction = self._last_value, self._last_direction
+        for i, value in enumerate(values):
+            step = value - previous_value  # NaN at a segment's first sample: no direction
+            direction = 1.0 if step > 0 else -1.0 if step < 0 else previous_direction
+            if (
+                direction != previous_direction
+                and previous_direction != 0
+                and i > 0
+                and (not visit or visit[-1] != i - 1)
+            ):
+                visit.append(i - 1)
+            previous_value, previous_direction = value, direction
+        if not visit or visit[-1] != len(values) - 1:
+            visit.append(len(values) - 1)
+        self._last_value, self._last_direction = previous_value, previous_direction
+        return visit
 
     def _set_peak(self, value: float, k: int, work: FloatArray, work_first_k: int) -> None:
         """New peak candidate; its onset is the start of the steep rise of the phasic since
         the trough, its amplitude the rise of the cleaned conductance from onset to peak."""
         self._peak_us, self._peak_k = value, k
-        search_from_k = max(self._trough_k, k - self._history.shape[1] + 1, work_first_k)
+        search_from_k = max(self._trough_k, k - self._capacity + 1, work_first_k)
         phasic_rise, cleaned_rise = work[:, search_from_k - work_first_k : k - work_first_k + 1]
         slopes = np.diff(phasic_rise)
         onset_index = 0
@@ -503,64 +526,97 @@ class EdaProcessor:
 
     def push(self, timestamps_s: npt.ArrayLike, values_us: npt.ArrayLike) -> EdaOutput:
         """Process one chunk (any length) and return what became final."""
-        t_s, x_us = self._validated(timestamps_s, values_us)
+        t_s, x_us, step_s = self._validated(timestamps_s, values_us)
         if t_s.size == 0:
-            return _empty_output()
-        dt_s = np.diff(t_s, prepend=self._prev_t_s if self._prev_t_s is not None else t_s[0])
-        gap_before = dt_s > self._max_gap_s
+            return _EMPTY_OUTPUT
+        gap_before = step_s > self._max_gap_s
         codes = self._quality.classify(t_s, x_us, gap_before)
-        self._nonfinite_count += int(np.count_nonzero(codes == EdaQuality.NON_FINITE))
-        cleaned_us = self._lowpass_segments(x_us, codes, gap_before)
-        return self._resample_to_grid(t_s, cleaned_us, codes, gap_before)
+        # The usual live chunk is clean and continues a clean stretch: one filter run, no
+        # per-sample code bookkeeping (the general path gives the same result, only slower).
+        clean = (
+            self._prev_t_s is not None
+            and self._prev_code == EdaQuality.OK
+            and not codes.any()
+            and not gap_before.any()
+        )
+        if clean:
+            cleaned_us = x_us if self._lowpass is None else self._lowpass.process(x_us)
+        else:
+            self._nonfinite_count += int(np.count_nonzero(codes == EdaQuality.NON_FINITE))
+            cleaned_us = self._lowpass_segments(x_us, codes, gap_before)
+        return self._resample_to_grid(t_s, cleaned_us, codes, gap_before, clean=clean)
 
     def _resample_to_grid(
-        self, t_s: FloatArray, cleaned_us: FloatArray, codes: QualityArray, gap_before: BoolArray
+        self,
+        t_s: FloatArray,
+        cleaned_us: FloatArray,
+        codes: QualityArray,
+        gap_before: BoolArray,
+        *,
+        clean: bool,
     ) -> EdaOutput:
         """Interpolate the cleaned signal linearly at every grid time ``k / grid_hz`` that
         this chunk reaches; each grid sample carries the worst code of the raw samples and
-        gaps since the previous grid sample, so nothing bad between two grid times is lost."""
-        # Extended arrays: index 0 is the carried previous sample (or this chunk's first one);
-        # interval_code[j] is the code of the step from sample j-1 to sample j.
+        gaps since the previous grid sample, so nothing bad between two grid times is lost.
+        ``clean``: no gap and every code OK here and in the carried sample (see :meth:`push`)."""
         if self._prev_t_s is None:
             self._last_k = _last_grid_index_at_or_before(float(t_s[0]), self._grid_hz)
-            ext_t, ext_y, ext_code = t_s, cleaned_us, codes
-            interval_code = np.maximum(codes, np.append(codes[:1], codes[:-1]))
-            interval_code[gap_before] = EdaQuality.GAP
+        interval_code = None if clean else self._interval_codes(codes, gap_before)
+        last_k = _last_grid_index_at_or_before(float(t_s[-1]), self._grid_hz)
+        carried_t_s, carried_y = self._prev_t_s, self._prev_y
+        self._prev_t_s = float(t_s[-1])
+        self._prev_y = float(cleaned_us[-1])
+        self._prev_code = int(codes[-1])
+        if last_k <= self._last_k:
+            if interval_code is not None:
+                self._pending_code = int(interval_code.max())
+            return _EMPTY_OUTPUT
+        # Extended arrays: index 0 is the carried previous sample (or this chunk's first one).
+        if carried_t_s is None:
+            ext_t, ext_y = t_s, cleaned_us
         else:
-            ext_t = np.concatenate(([self._prev_t_s], t_s))
-            ext_y = np.concatenate(([self._prev_y], cleaned_us))
-            ext_code = np.concatenate(([self._prev_code], codes)).astype(np.uint8)
-            interval_code = np.concatenate(
-                ([self._pending_code], np.maximum(ext_code[1:], ext_code[:-1]))
-            ).astype(np.uint8)
-            interval_code[1:][gap_before] = EdaQuality.GAP
-
-        grid_k = np.arange(
-            self._last_k + 1,
-            _last_grid_index_at_or_before(float(t_s[-1]), self._grid_hz) + 1,
-            dtype=np.int64,
-        )
-        self._prev_t_s = float(ext_t[-1])
-        self._prev_y = float(ext_y[-1])
-        self._prev_code = int(ext_code[-1])
-        if grid_k.size == 0:
-            self._pending_code = int(interval_code.max())
-            return _empty_output()
-        self._last_k = int(grid_k[-1])
+            ext_t = np.concatenate(([carried_t_s], t_s))
+            ext_y = np.concatenate(([carried_y], cleaned_us))
+        grid_k = np.arange(self._last_k + 1, last_k + 1, dtype=np.int64)
+        self._last_k = last_k
         grid_t = grid_k / self._grid_hz
         right = np.searchsorted(ext_t, grid_t, side="left")
-        left_bound = np.minimum(np.concatenate(([0], right[:-1] + 1)), right)
-        grid_code = _range_max(interval_code, left_bound, right)
-        tail = interval_code[int(right[-1]) + 1 :]
-        self._pending_code = int(tail.max()) if tail.size else int(EdaQuality.OK)
+        if interval_code is None:
+            # Only the code pending from earlier chunks can make a grid sample invalid.
+            grid_code = np.zeros(grid_k.size, dtype=np.uint8)
+            grid_code[0] = self._pending_code
+            self._pending_code = int(EdaQuality.OK)
+        else:
+            left_bound = np.minimum(np.concatenate(([0], right[:-1] + 1)), right)
+            grid_code = _range_max(interval_code, left_bound, right)
+            tail = interval_code[int(right[-1]) + 1 :]
+            self._pending_code = int(tail.max()) if tail.size else int(EdaQuality.OK)
 
         fraction = (grid_t - ext_t[right - 1]) / (ext_t[right] - ext_t[right - 1])
         cleaned_grid = ext_y[right - 1] + (ext_y[right] - ext_y[right - 1]) * fraction
         return self._grid_stage(grid_k, grid_t, cleaned_grid, grid_code)
 
+    def _interval_codes(self, codes: QualityArray, gap_before: BoolArray) -> QualityArray:
+        """Code of each step between raw samples, aligned with the extended arrays of
+        :meth:`_resample_to_grid`: entry j covers the step from sample j-1 to sample j; entry
+        0 is the code pending since the last grid sample (or, in the first chunk, the first
+        sample's own code)."""
+        if self._prev_t_s is None:
+            interval_code = np.maximum(codes, np.append(codes[:1], codes[:-1]))
+            interval_code[gap_before] = EdaQuality.GAP
+            return interval_code
+        ext_code = np.concatenate(([self._prev_code], codes)).astype(np.uint8)
+        interval_code = np.concatenate(
+            ([self._pending_code], np.maximum(ext_code[1:], ext_code[:-1]))
+        ).astype(np.uint8)
+        interval_code[1:][gap_before] = EdaQuality.GAP
+        return interval_code
+
     def _validated(
         self, timestamps_s: npt.ArrayLike, values_us: npt.ArrayLike
-    ) -> tuple[FloatArray, FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The chunk as float arrays and the step before each timestamp (from the previous
+        chunk's last one; 0 for the very first sample), or :class:`SignalError`."""
         try:
             t_s = np.asarray(timestamps_s, dtype=np.float64)
             x_us = np.asarray(values_us, dtype=np.float64)
@@ -571,17 +627,25 @@ class EdaProcessor:
                 f"EDA chunk needs 1-D timestamps and values of equal length, got shapes "
                 f"{t_s.shape} and {x_us.shape}; pass one channel at a time"
             )
+        step_s = np.empty(t_s.size, dtype=np.float64)
         if t_s.size == 0:
-            return t_s, x_us
-        if not np.all(np.isfinite(t_s)):
+            return t_s, x_us, step_s
+        first_t_s = float(t_s[0])
+        step_s[0] = first_t_s - self._prev_t_s if self._prev_t_s is not None else 0.0
+        np.subtract(t_s[1:], t_s[:-1], out=step_s[1:])
+        # Finite ends and positive steps imply finite timestamps: one check for the usual case.
+        increasing = bool((step_s[1:] > 0).all())
+        if not (
+            increasing and math.isfinite(first_t_s) and math.isfinite(float(t_s[-1]))
+        ) and not np.all(np.isfinite(t_s)):
             raise SignalError("EDA timestamps contain NaN/inf; drop those samples upstream")
         previous = self._prev_t_s if self._prev_t_s is not None else -math.inf
-        if t_s[0] <= previous or np.any(np.diff(t_s) <= 0):
+        if first_t_s <= previous or not increasing:
             raise SignalError(
                 "EDA timestamps must be strictly increasing within and across chunks "
                 f"(previous chunk ended at {previous!r}); a clock reset needs a new EdaProcessor"
             )
-        return t_s, x_us
+        return t_s, x_us, step_s
 
     def _lowpass_segments(
         self, x_us: FloatArray, codes: QualityArray, gap_before: BoolArray
@@ -604,24 +668,30 @@ class EdaProcessor:
     def _grid_stage(
         self, grid_k: IntArray, grid_t: FloatArray, cleaned: FloatArray, codes: QualityArray
     ) -> EdaOutput:
-        """High-pass, settling and SCR detection on the grid, segment by segment."""
-        ok = codes == EdaQuality.OK
-        continues = ok.copy()
-        continues[1:] &= ok[:-1]
-        continues[0] &= self._in_segment
-        self._in_segment = bool(ok[-1])
+        """High-pass, settling and SCR detection on the grid, segment by segment. ``codes`` is
+        this call's own array (fresh from :meth:`_resample_to_grid`): settling is marked in it."""
+        runs: Iterable[tuple[int, int, bool]]
+        if self._in_segment and not codes.any():
+            runs = ((0, grid_k.size, True),)  # the usual case: the open segment continues
+        else:
+            ok = codes == EdaQuality.OK
+            continues = ok.copy()
+            continues[1:] &= ok[:-1]
+            continues[0] &= self._in_segment
+            self._in_segment = bool(ok[-1])
+            runs = _runs(ok, continues)
         phasic = np.full(grid_k.size, np.nan)
-        codes = codes.copy()
         scrs: list[Scr] = []
-        for start, stop, carried in _runs(ok, continues):
+        for start, stop, carried in runs:
             first_k = int(grid_k[start])
             if not carried:
                 self._highpass.reset()
                 self._detector.restart()
                 self._settle_end_k = first_k + self._settle_n
             phasic[start:stop] = self._highpass.process(cleaned[start:stop])
-            settling = grid_k[start:stop] < self._settle_end_k
-            codes[start:stop][settling] = EdaQuality.SETTLING
+            if first_k < self._settle_end_k:
+                settling = grid_k[start:stop] < self._settle_end_k
+                codes[start:stop][settling] = EdaQuality.SETTLING
             for onset_k, peak_k, amplitude_us in self._detector.process(
                 first_k, phasic[start:stop], cleaned[start:stop]
             ):
@@ -635,8 +705,11 @@ class EdaProcessor:
                         )
                     )
         valid = codes == EdaQuality.OK
-        scl = np.where(valid, cleaned - phasic, np.nan)
-        phasic = np.where(valid, phasic, np.nan)
+        if valid.all():
+            scl = cleaned - phasic
+        else:
+            scl = np.where(valid, cleaned - phasic, np.nan)
+            phasic = np.where(valid, phasic, np.nan)
         return EdaOutput(
             scl=GridSamples(t_s=grid_t, values=scl, valid=valid),
             phasic=GridSamples(t_s=grid_t.copy(), values=phasic, valid=valid.copy()),
@@ -651,13 +724,14 @@ def _group_delay_at_dc_s(sos: FloatArray, fs_hz: float) -> float:
     return float(delay_samples[0]) / fs_hz
 
 
-def _empty_output() -> EdaOutput:
-    return EdaOutput(
-        scl=GridSamples.empty(),
-        phasic=GridSamples.empty(),
-        quality=np.empty(0, dtype=np.uint8),
-        scrs=(),
-    )
+# Returned whenever nothing became final (most live chunks): one shared instance, harmless
+# because its arrays have no elements to modify.
+_EMPTY_OUTPUT = EdaOutput(
+    scl=GridSamples.empty(),
+    phasic=GridSamples.empty(),
+    quality=np.empty(0, dtype=np.uint8),
+    scrs=(),
+)
 
 
 def eda_features(

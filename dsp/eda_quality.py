@@ -127,15 +127,32 @@ class RawQualityTracker:
         changed[0] = self._last_value is None or bool(values_us[0] != self._last_value)
         np.not_equal(values_us[1:], values_us[:-1], out=changed[1:])
         changed |= run_breaks
-        run_start_index = np.maximum.accumulate(np.where(changed, np.arange(n), -1))
-        run_start_t_s = np.where(
-            run_start_index >= 0, t_s[np.maximum(run_start_index, 0)], self._run_start_t_s
-        )
         self._last_value = float(values_us[-1])
-        self._run_start_t_s = float(run_start_t_s[-1])
+        # No sample can have been flat for flat_line_s if the last one is closer than that to
+        # the earliest run start (the carried one, unless sample 0 starts a run): then skip the
+        # per-sample run starts and only carry the last one.
+        earliest_start_t_s = float(t_s[0]) if changed[0] else self._run_start_t_s
+        if float(t_s[-1]) - earliest_start_t_s < self._flat_line_s:
+            starts = np.flatnonzero(changed)
+            if starts.size:
+                self._run_start_t_s = float(t_s[starts[-1]])
+        else:
+            run_start_index = np.maximum.accumulate(np.where(changed, np.arange(n), -1))
+            run_start_t_s = np.where(
+                run_start_index >= 0, t_s[np.maximum(run_start_index, 0)], self._run_start_t_s
+            )
+            self._run_start_t_s = float(run_start_t_s[-1])
+            codes[(t_s - run_start_t_s) >= self._flat_line_s] = EdaQuality.FLAT_LINE
 
+        # All finite and in range (a NaN makes min/max NaN and fails): nothing more to flag.
+        lowest_us, highest_us = float(values_us.min()), float(values_us.max())
+        in_range = lowest_us >= self._min_level_us and highest_us <= self._max_level_us
+        if self._device_range_us is not None:
+            rail_low_us, rail_high_us = self._device_range_us
+            in_range = in_range and rail_low_us < lowest_us and highest_us < rail_high_us
+        if in_range:
+            return codes
         # Assign in increasing severity so the most severe code wins.
-        codes[(t_s - run_start_t_s) >= self._flat_line_s] = EdaQuality.FLAT_LINE
         codes[(values_us < self._min_level_us) | (values_us > self._max_level_us)] = (
             EdaQuality.OUT_OF_RANGE
         )
