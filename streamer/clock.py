@@ -216,16 +216,16 @@ class Dejitter:
         return stop
 
     def _line(self, sums: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Intercept and slope of the weighted fit; the nominal slope until the fit spans
-        enough samples to estimate its own (and clipped to +-5 % of nominal)."""
+        """Intercept and slope of the weighted fit, the slope shrunk towards the nominal
+        ``1 / rate`` by a prior worth ~2 s of samples (a short fit of packet-stamped data is
+        noise-dominated; a hard switch from nominal to fitted would step the output), and
+        clipped to +-5 % of nominal."""
         w, sx, sy, sxx, sxy = sums
         nominal = 1.0 / self._rate_hz
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var = w * sxx - sx * sx
-            fitted = (w * sxy - sx * sy) / var
-        # Below ~2 s of data the slope is noise-dominated (packet-stamped devices).
-        enough = var > (2.0 * self._rate_hz) ** 2 * w * w / 12.0
-        slope = np.where(enough & np.isfinite(fitted), fitted, nominal)
+        spread = w * sxx - sx * sx  # w^2 * weighted variance of the sample index
+        # An evenly filled index span of L samples has variance L^2 / 12; L = 2 s of data.
+        prior = (2.0 * self._rate_hz) ** 2 * w * w / 12.0
+        slope = (w * sxy - sx * sy + prior * nominal) / (spread + prior)
         slope = np.clip(slope, 0.95 * nominal, 1.05 * nominal)
         intercept = (sy - slope * sx) / w
         return intercept, slope
