@@ -222,6 +222,7 @@ class _Acquisition:
         "connected_meta",
         "expected_channel_count",
         "expected_rate_hz",
+        "last_problem",
     )
 
     def __init__(
@@ -255,6 +256,7 @@ class _Acquisition:
         # Set by the puller when a connection is made (read by other threads: one atomic
         # attribute assignment, never mutated in place).
         self.connected_meta: StreamMeta | None = None
+        self.last_problem: str | None = None  # latest mismatch, for "not found" messages
         label = f"dyadsync-inlet-{role.value}-{signal.value}"
         self._threads = (
             threading.Thread(target=self._watch, name=f"{label}-watch", daemon=True),
@@ -341,6 +343,7 @@ class _Acquisition:
     def _report_once(self, key: str, detail: str) -> None:
         if key not in self._reported:
             self._reported.add(key)
+            self.last_problem = detail
             self._send(_Mismatch(detail))
 
     def _pick(self, current_uid: str | None) -> tuple[pylsl.StreamInfo, StreamMeta] | None:
@@ -792,7 +795,9 @@ def _missing_message(
     lines = [f"{len(missing)} stream(s) not found on the network within {timeout_s:g} s:"]
     for inlet in missing:
         sensor = session.sensor(inlet.role, inlet.signal)
-        lines.append(f"  - {sensor.describe()}")
+        problem = inlet._acq.last_problem
+        found = f" (a stream was found but is unusable: {problem})" if problem else ""
+        lines.append(f"  - {sensor.describe()}{found}")
     lines.append(
         "Check that the devices are streaming (`dyadsync streams` lists what is visible); "
         "to try dyadsync without hardware start the simulator with `dyadsync simulate` "

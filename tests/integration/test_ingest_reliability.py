@@ -215,3 +215,23 @@ def test_missing_streams_are_named_with_how_to_start_the_simulator() -> None:
     assert "therapist eda" in message and sid + "-t" in message
     assert "client eda" in message and "E4_nobody_*" in message
     assert "dyadsync simulate" in message
+
+
+def test_unusable_stream_is_explained_when_the_session_cannot_start(outlets) -> None:
+    sid = unique_source_id("shape2")
+    _start(outlets, sid, name="E4_Gsr", type="GSR", rate=4.0, chunk=1)  # 2 channels, E4 has 1
+    session = parse_session(
+        {
+            "session": {"signals": ["eda"]},
+            "therapist": {"eda": {"device": "empatica_e4", "source_id": sid}},
+            "client": {"eda": {"device": "empatica_e4", "source_id": sid + "-c"}},
+        },
+        source="unusable.toml",
+    )
+    with pytest.raises(StreamNotFoundError) as caught:
+        open_session_inlets(session, timeout_s=3.0)
+    lines = str(caught.value).splitlines()
+    therapist = next(line for line in lines if "therapist eda" in line)
+    assert "found but is unusable: stream has 2 channels, expected 1" in therapist
+    client = next(line for line in lines if "client eda" in line)
+    assert "found but" not in client
