@@ -54,10 +54,14 @@ def format_streams(
     """A table of ``metas`` and, with a session, which sensor each serves and what is
     missing, unusable or ambiguous. Contains no sample values."""
     configs = builtin_device_configs() if configs is None else configs
-    headers = ("name", "type", "source_id", "host", "ch", "rate_hz", "device config", "session")
+    headers = ("name", "type", "source_id", "host", "ch", "rate_hz", "device config", "role")
     rows = []
     for meta in sorted(metas, key=lambda m: (m.name, m.source_id)):
-        roles = [_sensor_label(s) for s in session.sensors if _accepts(s, meta)] if session else []
+        if session is not None:
+            roles = [_sensor_label(s) for s in session.sensors if _accepts(s, meta)]
+        else:  # without a session only a stream that declares its role has one
+            declared = meta.desc.get("dyadsync/role")
+            roles = [f"{declared} (declared)"] if declared else []
         rows.append(
             (
                 meta.name,

@@ -44,10 +44,11 @@ def test_table_without_session_lists_streams_and_configs() -> None:
     lines = text.splitlines()
     assert lines[0] == "2 LSL stream(s) visible:"
     assert lines[1].split() == [
-        "name", "type", "source_id", "host", "ch", "rate_hz", "device", "config", "session",
+        "name", "type", "source_id", "host", "ch", "rate_hz", "device", "config", "role",
     ]  # fmt: skip
     sim_row = next(line for line in lines if line.startswith("dyadsync-sim"))
     assert "dyadsync_simulator:ecg" in sim_row and "generic" not in sim_row
+    assert sim_row.endswith("therapist (declared)")
     eeg_row = next(line for line in lines if line.startswith("eeg"))
     assert "(no config matches)" in eeg_row
     assert len(lines) == 4  # no session report without a session
