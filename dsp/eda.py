@@ -380,18 +380,19 @@ class _ScrDetector:
         return self._history[:, start : self._end]
 
     def _visit_indices(self, values: list[float]) -> list[int]:
-        """Turning points (sample before a change of direction), the first sample of a
-        segment and the last sample, ascending. A zero step (plateau) continues the previous
-        direction. A plain loop: live chunks hold one or two grid samples, where numpy's
+        """Turning points (sample before a change of direction), every sample before a zero
+        step (plateaus are not strictly monotone, so the first plateau sample must be seen
+        whatever the chunking), the first sample of a segment and the last sample,
+        ascending. A plain loop: live chunks hold one or two grid samples, where numpy's
         per-call cost dominates."""
         visit = [] if math.isfinite(self._last_value) else [0]
         previous_value, previous_direction = self._last_value, self._last_direction
         for i, value in enumerate(values):
             step = value - previous_value  # NaN at a segment's first sample: no direction
             direction = 1.0 if step > 0 else -1.0 if step < 0 else previous_direction
+            turned = direction != previous_direction and previous_direction != 0
             if (
-                direction != previous_direction
-                and previous_direction != 0
+                (turned or step == 0)
                 and i > 0
                 and (not visit or visit[-1] != i - 1)
             ):

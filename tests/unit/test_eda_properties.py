@@ -133,3 +133,23 @@ def test_garbage_is_flagged_never_crashes_never_silently_wrong(
         # Every grid sample from onset to peak was valid.
         inside = (grid_t >= scr.onset_t_s) & (grid_t <= scr.peak_t_s)
         assert valid[inside].all()
+
+
+def test_scr_peak_on_an_exact_plateau_does_not_depend_on_chunking() -> None:
+    """A flat-topped phasic peak: one call and one-sample-per-call report the same peak."""
+    from dsp.eda import _ScrDetector
+
+    phasic = np.array([0.0, 0.01, 0.05, 0.1, 0.1, 0.1, 0.05, 0.0, -0.01])
+
+    def run(chunk: int) -> list[tuple[int, int, float]]:
+        detector = _ScrDetector(hysteresis_us=0.02, onset_slope_fraction=0.05, history_len=32)
+        found = []
+        for start in range(0, phasic.size, chunk):
+            part = phasic[start : start + chunk]
+            found += detector.process(start, part, part)
+        return found
+
+    one_shot = run(phasic.size)
+    assert one_shot and one_shot[0][1] == 3  # the first sample of the plateau
+    assert run(1) == one_shot
+    assert run(2) == one_shot
