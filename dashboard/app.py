@@ -44,9 +44,9 @@ from .views import (
     CSS,
     SIGNAL_TITLES,
     SIGNAL_UNITS,
+    SIGNIFICANCE_COLOR,
     STATE_COLORS,
     STRENGTH_COLOR,
-    SYNC_COLOR,
     THERAPIST_COLOR,
     WAITING_HTML,
     render_badges,
@@ -58,13 +58,18 @@ from .views import (
 # to cross to be "more than chance" (the protocol's null_z is such a z).
 SIGNIFICANCE_Z = 1.96
 
+# The synchrony axis always spans at least [-1, threshold + 0.5], so the threshold stays
+# in view and small wiggles of z are not blown up to full height by autoscaling.
+SYNC_FLOOR_Z = -1.0
+SYNC_CEILING_Z = SIGNIFICANCE_Z + 0.5
+
 ROLE_COLORS = {"therapist": THERAPIST_COLOR, "client": CLIENT_COLOR}
 TILE_WIDTH_PX = 290
 PHYSIO_HEIGHT_PX = 190
 SYNC_HEIGHT_PX = 150
 
 PHYSIO_COLUMNS = ("x", "y")
-SYNC_COLUMNS = ("x", "z", "null_z")
+SYNC_COLUMNS = ("x", "z", "null_z", "floor", "ceiling")
 EPISODE_COLUMNS = ("left", "right", "state")
 
 
@@ -158,21 +163,24 @@ class _SignalSection:
 
         strength = sync_fig.line(
             "x", "z", source=self.sync, name=f"{signal}_sync_strength",
-            line_color=STRENGTH_COLOR, line_width=1.2, line_dash="dotted",
+            line_color=STRENGTH_COLOR, line_width=2,
         )
         significance = sync_fig.line(
             "x", "null_z", source=self.sync, name=f"{signal}_sync_z",
-            line_color=SYNC_COLOR, line_width=2,
+            line_color=SIGNIFICANCE_COLOR, line_width=1.5,
         )
         sync_fig.add_layout(Span(location=SIGNIFICANCE_Z, dimension="width",
-                                 line_color="#009E73", line_dash="dashed", line_width=1.2))
+                                 line_color=SIGNIFICANCE_COLOR, line_dash="dashed",
+                                 line_width=1))
         sync_fig.add_layout(Span(location=0.0, dimension="width", line_color="#cccccc",
                                  line_width=1))
+        # Invisible band that only pins the autoscaled range (see SYNC_FLOOR_Z).
+        pin = sync_fig.varea(x="x", y1="floor", y2="ceiling", source=self.sync, fill_alpha=0.0)
         sync_fig.y_range = DataRange1d(
-            renderers=list[Model]([strength, significance]), range_padding=0.15
+            renderers=list[Model]([strength, significance, pin]), range_padding=0.1
         )
-        _legend(sync_fig, [("z vs chance (dashed: p < .05)", significance),
-                           ("strength (Fisher z)", strength)])
+        _legend(sync_fig, [("synchrony (Fisher z)", strength),
+                           ("vs chance (z; dashed line: p < .05)", significance)])
 
         self.layout = row(
             self.tile,
@@ -262,7 +270,10 @@ class DashboardView:
         for (signal, role), rows in updates.physio.items():
             self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)
         for signal, rows in updates.sync.items():
-            self.sections[signal].sync.stream(dict(rows), rollover=updates.sync_rollover)
+            n_rows = len(rows["x"])
+            columns: dict[str, Any] = {**rows, "floor": [SYNC_FLOOR_Z] * n_rows,
+                       "ceiling": [SYNC_CEILING_Z] * n_rows}
+            self.sections[signal].sync.stream(columns, rollover=updates.sync_rollover)
         for signal, table in updates.episodes.items():
             self.sections[signal].episodes.data = table
         _set_text(self.header, render_header(updates.header))

@@ -82,7 +82,8 @@ class Physio:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sync:
-    """One synchrony step; when ``estimate`` is False every number is None."""
+    """One synchrony step; when ``estimate`` is False every number is None. ``state`` may
+    be None even with an estimate (not classified yet; ``reason`` may say why)."""
 
     session: str
     t: float
@@ -263,9 +264,9 @@ def _sync(doc: dict[str, Any], session: str, t: float) -> Sync:
     reason = doc.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise _malformed(f"field 'reason' must be a string or null, got {reason!r}")
+    # An estimate may come without a state (e.g. while the surrogate null fills up): the
+    # numbers are real, the classification is "no value" yet.
     state = _optional_choice(doc, "state", SYNC_STATES)
-    if estimate and state is None:
-        raise _malformed("an estimate must carry a state")
     signal = _choice(doc, "signal", DERIVED_SIGNALS)
     if not estimate:
         # The protocol says every number is null without an estimate; never show one.

@@ -448,9 +448,12 @@ class DashboardState:
         age_s = now_s - tile.received_at_s
         if age_s > max(MIN_STALE_S, STALE_STEPS * step_s):
             return _no_estimate(signal, f"No update for {age_s:.0f} s")
-        if not sync.estimate or sync.state is None:
-            reason = sync.reason or "no reason given"
-            return _no_estimate(signal, reason[:1].upper() + reason[1:])
+        if not sync.estimate:
+            return _no_estimate(signal, _sentence(sync.reason or "no reason given"))
+        if sync.state is None:
+            # Numbers exist but the server has not classified them: no state is claimed.
+            return TileView(signal=signal, kind="none", headline="No state yet",
+                            detail=_sentence(sync.reason or "not classified yet"), figures="")
         kind: TileKind = (
             "coupled" if sync.state == "coupled"
             else "anti_phase" if sync.state == "anti_phase"
@@ -504,6 +507,22 @@ class DashboardState:
 def _stream_order(stream: str) -> tuple[int, str]:
     role, _, signal = stream.partition("-")
     return (ROLES.index(role) if role in ROLES else len(ROLES), signal)
+
+
+# Plain wording for the reasons protocol.md lists (and the server's null warm-up), for a
+# clinician glancing at the tile; any other reason is shown as sent.
+_REASON_TEXT = {
+    "warming up": "Collecting enough data",
+    "null warming up": "Estimating the chance level",
+    "gap": "Gap in the data",
+    "bad signal": "Signal quality too low",
+    "clock break": "Clock jump in a sensor stream",
+}
+
+
+def _sentence(text: str) -> str:
+    text = _REASON_TEXT.get(text, text)
+    return text[:1].upper() + text[1:]
 
 
 def _no_estimate(signal: str, reason: str) -> TileView:

@@ -18,8 +18,8 @@ from .state import BadgeView, HeaderView, TileView
 
 THERAPIST_COLOR = "#0072B2"  # Okabe-Ito blue
 CLIENT_COLOR = "#E69F00"  # Okabe-Ito orange
-SYNC_COLOR = "#333333"
-STRENGTH_COLOR = "#999999"
+STRENGTH_COLOR = "#333333"
+SIGNIFICANCE_COLOR = "#009E73"  # Okabe-Ito bluish green
 STATE_COLORS = {
     "coupled": "#009E73",  # Okabe-Ito bluish green
     "anti_phase": "#CC79A7",  # Okabe-Ito reddish purple

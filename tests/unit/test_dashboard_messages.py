@@ -114,7 +114,6 @@ def test_no_estimate_drops_every_number() -> None:
         (encode(SYNC, session=3), "malformed"),
         (encode(SYNC, estimate="yes"), "malformed"),
         (encode(SYNC, state="ecstatic"), "malformed"),
-        (encode(SYNC, state=None), "malformed"),
         (encode(SYNC, leader="nobody"), "malformed"),
         (encode(SYNC, r="0.5"), "malformed"),
         (encode(SYNC, z=True), "malformed"),
@@ -146,6 +145,13 @@ def test_nonconforming_messages_are_ignored_with_a_category(raw: str | bytes,
         decode_message(raw)
     assert info.value.category == category
     assert isinstance(info.value, ProtocolError)
+
+
+def test_estimate_without_state_keeps_its_numbers() -> None:
+    message = decode_message(encode(SYNC, state=None, reason="null warming up", null_z=None))
+    assert isinstance(message, Sync)
+    assert (message.estimate, message.state, message.z, message.null_z) == (True, None, 0.73,
+                                                                             None)
 
 
 def test_hello_keeps_only_known_signals() -> None:

@@ -177,9 +177,21 @@ def test_no_estimate_is_greyed_with_the_reason() -> None:
     updates = state.take_updates(now_s=0.0)
     tile = updates.tiles["hr"]
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
-        "none", "No estimate", "Bad signal", "")
+        "none", "No estimate", "Signal quality too low", "")
+    state.feed(no_estimate(1002.0, "electrode off"), now_s=0.0)  # not a documented reason
+    assert state.take_updates(now_s=0.0).tiles["hr"].detail == "Electrode off"
     assert same(updates.sync["hr"]["z"], [math.nan])
     assert updates.tiles["scl"].detail == "Waiting for the first estimate"
+
+
+def test_estimate_without_state_is_plotted_but_claims_no_state() -> None:
+    state = connected(hello(), sync(1001.0, state=None, reason="null warming up", null_z=None))
+    updates = state.take_updates(now_s=0.0)
+    tile = updates.tiles["hr"]
+    assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
+        "none", "No state yet", "Estimating the chance level", "")
+    assert updates.sync["hr"]["z"] == [0.73]
+    assert same(updates.sync["hr"]["null_z"], [math.nan])
 
 
 def test_tile_goes_stale_and_disconnection_greys_everything() -> None:

@@ -102,7 +102,9 @@ def test_named_models_exist_and_receive_rows() -> None:
     assert list(therapist["x"]) == [250.0, 500.0]
     assert therapist["y"][0] == 70.0 and math.isnan(therapist["y"][1])
     assert list(_source(doc, "hr_physio_client").data["y"]) == [80.0]
-    assert list(_source(doc, "hr_sync_z").data["null_z"]) == [2.5]
+    sync_columns = _source(doc, "hr_sync_z").data
+    assert list(sync_columns["null_z"]) == [2.5]
+    assert list(sync_columns["floor"]) == [-1.0]  # pins the axis around the threshold
     tile = doc.get_model_by_name("state_hr")
     assert isinstance(tile, Div)
     assert "Client leads by 1.0 s" in tile.text
