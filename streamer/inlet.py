@@ -610,8 +610,8 @@ class SensorInlet:
             events.append(
                 self._event(
                     StatusKind.BAD_SAMPLES,
-                    f"{self._bad_pending} non-finite samples masked as NaN "
-                    f"({self.bad_samples} in total)",
+                    f"{self._bad_pending} bad samples: non-finite values masked as NaN, "
+                    f"samples without a finite timestamp dropped ({self.bad_samples} in total)",
                 )
             )
             self._bad_pending = 0
@@ -696,7 +696,14 @@ class SensorInlet:
             )
             self._stalled_since_s = None
         clock_config = self.config.clock
-        stamps = chunk.timestamps_s
+        stamps, data = chunk.timestamps_s, chunk.data
+        timed = np.isfinite(stamps)
+        if not timed.all():
+            # A sample without a usable time cannot be placed: drop it, count it as bad.
+            self._count_bad(int((~timed).sum()))
+            stamps, data = stamps[timed], data[timed]
+            if stamps.shape[0] == 0:
+                return
         breaks = find_clock_breaks(
             stamps,
             previous_s=self._last_raw_s,
@@ -713,17 +720,19 @@ class SensorInlet:
                 before_s = stamps[start - 1] if start > 0 else previous_raw_s
                 step_s = math.nan if before_s is None else float(stamps[start] - before_s)
                 self._new_segment(events, f"timestamps jumped by {step_s:+.1f} s")
-            self._emit(stamps[start:stop], chunk.data[start:stop])
+            self._emit(stamps[start:stop], data[start:stop])
+
+    def _count_bad(self, count: int) -> None:
+        self.bad_samples += count
+        self._bad_pending += count
 
     def _emit(self, raw_s: FloatArray, data: FloatArray) -> None:
         times_s = self._dejitter.push(raw_s) + self._offsets.offset_s
         values = self.device.convert(self.signal, data[:, self._channel])
         bad = ~np.isfinite(values)
-        n_bad = int(bad.sum())
-        if n_bad:
+        if bad.any():
             values[bad] = np.nan
-            self.bad_samples += n_bad
-            self._bad_pending += n_bad
+            self._count_bad(int(bad.sum()))
         counters: IntArray | None = None
         if self._counter is not None:
             raw_counter = data[:, self._counter]

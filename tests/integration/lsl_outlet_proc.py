@@ -60,6 +60,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--jump-by-s", type=float, default=0.0)
     p.add_argument("--nan-at", type=int, default=-1, help="first sample of a NaN burst")
     p.add_argument("--nan-count", type=int, default=0)
+    p.add_argument("--nan-time-at", type=int, default=-1, help="first sample with a NaN stamp")
+    p.add_argument("--nan-time-count", type=int, default=0)
     p.add_argument("--start-counter", type=int, default=0)
     return p.parse_args()
 
@@ -113,6 +115,9 @@ def main() -> None:
             stamps = t0 + k / args.rate
             if args.jump_at >= 0:
                 stamps = stamps + np.where(k >= args.jump_at, args.jump_by_s, 0.0)
+            if args.nan_time_count and args.nan_time_at >= 0:
+                untimed = (k >= args.nan_time_at) & (k < args.nan_time_at + args.nan_time_count)
+                stamps = np.where(untimed, np.nan, stamps)
             outlet.push_chunk(block.astype(dtype).tolist(), stamps.tolist())
             sent += args.chunk
         time.sleep(min(0.01, args.chunk / args.rate / 2))

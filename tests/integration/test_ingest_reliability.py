@@ -179,24 +179,29 @@ def test_timestamp_jump_starts_a_new_segment(outlets, inlets, device, jump_s) ->
     assert first_after - last_before == pytest.approx(jump_s + 1 / RATE_HZ, abs=0.05)
 
 
-def test_nan_burst_is_masked_and_counted(outlets, inlets, device) -> None:
+def test_nan_values_are_masked_and_untimed_samples_dropped(outlets, inlets, device) -> None:
     sid = unique_source_id("nan")
-    _start(outlets, sid, nan_at=300, nan_count=25)
+    _start(outlets, sid, nan_at=300, nan_count=25, nan_time_at=350, nan_time_count=5)
     inlet = _inlet(inlets, device, sid)
     watch = InletWatch(inlet)
-    watch.until(lambda: _counters(watch).size and _counters(watch).max() > 400, timeout_s=20)
+    watch.until(lambda: _counters(watch).size and _counters(watch).max() > 450, timeout_s=20)
     watch.run(1.1)  # bad-sample reports are rate limited to one per second
 
     counters = _counters(watch)
     values = np.concatenate([f.values for f in watch.frames])
+    times = np.concatenate([f.timestamps_s for f in watch.frames])
     in_burst = (counters >= 300) & (counters < 325)
     assert np.all(np.isnan(values[in_burst]))
     assert np.all(np.isfinite(values[~in_burst]))
-    assert inlet.bad_samples == 25
+    # Samples 350..354 had NaN timestamps: dropped, the rest timed and in order.
+    assert not np.any((counters >= 350) & (counters < 355))
+    assert np.all(np.isfinite(times)) and np.all(np.diff(times) > 0)
+    assert {f.segment for f in watch.frames} == {0}
+    assert inlet.bad_samples == 30
     # The first bad sample is reported at once, later ones aggregated (at most 1 event/s).
     reported = [e.detail for _, e in watch.events if e.kind is StatusKind.BAD_SAMPLES]
-    assert sum(int(detail.split()[0]) for detail in reported) == 25
-    assert reported[-1].endswith("(25 in total)")
+    assert sum(int(detail.split()[0]) for detail in reported) == 30
+    assert reported[-1].endswith("(30 in total)")
 
 
 def test_missing_streams_are_named_with_how_to_start_the_simulator() -> None:
