@@ -168,8 +168,8 @@ class Dejitter:
         self._last_out_s = -math.inf
 
     def reset(self) -> None:
-        """Forget the fit (after a clock break or a gap); output stays increasing only
-        within what the caller treats as one segment."""
+        """Start afresh at a clock break (new segment): forget the fit, and allow the next
+        output to be earlier than the last (it belongs to another segment)."""
         self._sums[:] = 0.0
         self._last_out_s = -math.inf
 
@@ -198,7 +198,9 @@ class Dejitter:
             far = np.flatnonzero(np.abs(y - (a + b * x)) > self._resync_s)
             if far.shape[0]:
                 if far[0] == 0:
-                    self.reset()
+                    # A gap or lost samples: refit from here, still within the segment,
+                    # so the output keeps increasing.
+                    self._sums[:] = 0.0
                     return start
                 stop = start + int(far[0])
                 x, y = x[: far[0]], y[: far[0]]

@@ -119,3 +119,21 @@ def test_clock_config_validation() -> None:
         ClockConfig(forward_jump_s=-1.0)
     with pytest.raises(ConfigError, match=r"\[offset_window\]"):
         ClockConfig(offset_window=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stamps=st.lists(
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=300
+    ),
+    rate=st.sampled_from([0.0, 4.0, 130.0, 1000.0]),
+)
+def test_dejitter_garbage_timestamps_give_finite_increasing_output(stamps, rate) -> None:
+    """Backwards, repeated and wildly jumping timestamps (the inlet splits segments at
+    real jumps, but the smoother must never produce NaN or go backwards itself)."""
+    dejitter = Dejitter(rate_hz=rate)
+    raw = np.asarray(stamps)
+    out = np.concatenate([dejitter.push(raw[:7]), dejitter.push(raw[7:])])
+    assert out.shape == raw.shape
+    assert np.all(np.isfinite(out))
+    assert np.all(np.diff(out) > 0)
