@@ -17,6 +17,7 @@ import logging
 import socket
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
@@ -203,5 +204,5 @@ def start_dashboard(
     server.start()
     url = f"http://{host}:{port}{APP_PATH}"
     if token:
-        url += f"?token={token}"
+        url += "?" + urlencode({"token": token})
     return DashboardHandle(server, url, sessions)

@@ -80,10 +80,10 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0, token="s3cret")
+        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0, token="s3 cret&")
         try:
-            assert handle.url.endswith("/dashboard?token=s3cret")
-            denied = await pull_document(handle.url.replace("s3cret", "nope"))
+            assert handle.url.endswith("/dashboard?token=s3+cret%26")
+            denied = await pull_document(handle.url.replace("s3+cret", "nope"))
             assert denied.get_model_by_name("state_hr") is None
             assert "Access denied" in str(denied.roots[0].text)  # type: ignore[attr-defined]
             allowed = await pull_document(handle.url)
@@ -91,7 +91,7 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
             async with asyncio.timeout(10):
                 while not paths:
                     await asyncio.sleep(0.02)
-            assert paths == ["/ws?token=s3cret"]  # only the allowed page opened a feed
+            assert paths == ["/ws?token=s3+cret%26"]  # only the allowed page opened a feed
         finally:
             handle.stop()
 
