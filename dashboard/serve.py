@@ -17,7 +17,7 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
@@ -99,6 +99,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _bokeh_origin(origin: str) -> str:
+    """``http://host:port`` (a browser Origin) or ``host:port`` -> Bokeh's ``host:port``."""
+    if "://" not in origin:
+        return origin
+    parts = urlsplit(origin)
+    if parts.hostname is None:
+        raise ConfigError(f"not an origin: {origin!r}; expected http://host:port",
+                          key="allow_websocket_origins")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
 def _free_port(host: str) -> int:
     # Bokeh's Server binds its own sockets, so ask the OS for a free port first (the tiny
     # window before Bokeh binds it is acceptable for tests and ad-hoc runs).
@@ -169,8 +188,9 @@ def start_dashboard(
     session connects to it, adding ``token`` when given. Bound to anything but loopback
     the dashboard requires ``token`` (then the page URL carries ``?token=``, and
     :attr:`DashboardHandle.url` includes it). ``port=0`` picks a free port.
-    ``allow_websocket_origins`` is Bokeh's exact ``host:port`` allow-list for the
-    browser's websocket; by default only the address served.
+    ``allow_websocket_origins`` is the exact allow-list of browser origins
+    (``http://host:port`` or ``host:port``) for the page's websocket; by default only the
+    address served (required when ``host`` is ``0.0.0.0`` or ``::``).
     Must be called from a coroutine or callback running on the event loop.
     """
     if not _is_loopback(host) and not token:
@@ -184,12 +204,18 @@ def start_dashboard(
     asyncio.get_running_loop()  # raises RuntimeError outside a running loop, as documented
     if port == 0:
         port = _free_port(host)
-    if allow_websocket_origins is None:
+    if allow_websocket_origins:
+        origins = [_bokeh_origin(origin) for origin in allow_websocket_origins]
+    elif _is_unspecified(host):
+        raise ConfigError(
+            f"bound to every interface ({host!r}), the dashboard cannot guess which address "
+            "browsers will use; pass allow_websocket_origins (e.g. 'myhost:5006')",
+            key="allow_websocket_origins",
+        )
+    else:
         # Bokeh's own default names only localhost; a browser opening the printed URL
         # sends the host it was given.
-        allow_websocket_origins = [f"{host}:{port}"]
-        if _is_loopback(host):
-            allow_websocket_origins.append(f"localhost:{port}")
+        origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if _is_loopback(host) else [])
     sessions: set[_LiveSession] = set()
     app = Application(
         FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions))
@@ -199,7 +225,7 @@ def start_dashboard(
         io_loop=IOLoop.current(),
         address=host,
         port=port,
-        allow_websocket_origin=allow_websocket_origins,
+        allow_websocket_origin=origins,
     )
     server.start()
     url = f"http://{host}:{port}{APP_PATH}"

@@ -13,7 +13,7 @@ from bokeh.document import Document
 from tornado.httpclient import AsyncHTTPClient
 from websockets.asyncio.server import ServerConnection, serve
 
-from dashboard.serve import start_dashboard
+from dashboard.serve import _bokeh_origin, start_dashboard
 from dsp.exceptions import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,11 +96,21 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
             handle.stop()
 
 
-async def test_network_binding_without_token_is_refused() -> None:
+async def test_network_binding_without_token_or_origins_is_refused() -> None:
     with pytest.raises(ConfigError, match="token"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0")
+    with pytest.raises(ConfigError, match="allow_websocket_origins"):
+        start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0", token="t")
+    with pytest.raises(ConfigError, match="allow_websocket_origins"):
+        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0, allow_websocket_origins=["http://"])
     with pytest.raises(ConfigError, match="port"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=70000)
+
+
+def test_origins_are_normalised_for_bokeh() -> None:
+    assert _bokeh_origin("http://clinic.local:5006") == "clinic.local:5006"
+    assert _bokeh_origin("https://clinic.local") == "clinic.local:443"
+    assert _bokeh_origin("clinic.local:5006") == "clinic.local:5006"
 
 
 def test_needs_a_running_loop() -> None:
