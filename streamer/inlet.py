@@ -616,7 +616,7 @@ class SensorInlet:
             )
             self._bad_pending = 0
             self._bad_reported_at = now
-        frames = self._pieces
+        frames = _merge_by_segment(self._pieces)
         self._pieces = []
         return frames, events
 
@@ -748,6 +748,34 @@ class SensorInlet:
                 segment=self._segment,
             )
         )
+
+
+def _merge_by_segment(pieces: list[Frame]) -> list[Frame]:
+    """One frame per run of equal segments (the pieces of one poll are consecutive)."""
+    merged: list[Frame] = []
+    start = 0
+    for index in range(1, len(pieces) + 1):
+        if index < len(pieces) and pieces[index].segment == pieces[start].segment:
+            continue
+        run = pieces[start:index]
+        if len(run) == 1:
+            merged.append(run[0])
+        else:
+            counters = [p.counters for p in run]
+            merged.append(
+                Frame(
+                    role=run[0].role,
+                    signal=run[0].signal,
+                    timestamps_s=np.concatenate([p.timestamps_s for p in run]),
+                    values=np.concatenate([p.values for p in run]),
+                    counters=None
+                    if counters[0] is None
+                    else np.concatenate([c for c in counters if c is not None]),
+                    segment=run[0].segment,
+                )
+            )
+        start = index
+    return merged
 
 
 def close_inlets(inlets: Sequence[SensorInlet]) -> None:
