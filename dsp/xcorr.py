@@ -16,15 +16,15 @@ any of its ``win`` pairs is invalid (NaN, inf, beyond +-1e100, or flagged ``vali
 when either side is constant, because a live display must say "no estimate" rather than show
 a number built from part of the data.
 
-Incremental algorithm (:class:`LaggedComoments`): for every lag it keeps the running sum of
-cross products of the ``win`` pairs, with both series shifted by a reference level to avoid
-cancellation (Chan, Golub & LeVeque 1983, "Algorithms for computing the sample variance").
-Moving the window by ``s`` samples adds ``s`` pairs and removes ``s`` pairs per lag, and
-updates each series' window sums by running differences: O(lags) work per new sample.
-Every ``recompute_every`` updates, whenever the window jumped further than it can slide,
-and whenever the reference level has drifted far from a window's mean, the sums are
-recomputed exactly from the buffer, which bounds floating-point drift. Updates happen at
-fixed sample indices, so the result is bit-for-bit identical whatever the input chunking.
+Incremental algorithm (:class:`LaggedComoments`): for every lag it keeps the running sums
+of a, b, a^2, b^2 and a*b over the ``win`` pairs, with both series shifted by a reference
+level to avoid cancellation (Chan, Golub & LeVeque 1983, "Algorithms for computing the
+sample variance"). Moving the window by ``s`` samples adds ``s`` pairs and removes ``s``
+pairs per lag: O(lags) work per new sample. Every ``recompute_every`` updates, whenever
+the window jumped further than it can slide, and whenever the reference level has drifted
+far from a window's mean, the sums are recomputed exactly from the buffer, which bounds
+floating-point drift. Updates happen at fixed sample indices, so the result is bit-for-bit
+identical whatever the input chunking.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 
 from dsp.exceptions import ConfigError, SignalError
 from dsp.sliding_buffer import SlidingBuffer
-from dsp.types import BoolArray, FloatArray
+from dsp.types import BoolArray, FloatArray, IntArray
 
 __all__ = [
     "CrossCorrelation",
@@ -58,6 +58,9 @@ DEFAULT_RECOMPUTE_EVERY = 64
 # Recompute exactly when a window's squared mean offset from the reference level exceeds
 # this multiple of its variance: keeps the relative error of r near 1e-16 * 1e4.
 _MAX_DRIFT = 1e4
+# Largest float64 below 1 and its Fisher z (about 18.7).
+_R_BELOW_ONE = float(np.nextafter(1.0, 0.0))
+_Z_OF_R_BELOW_ONE = math.atanh(_R_BELOW_ONE)
 # Largest magnitude accepted as a sample value (see usable_values).
 _MAX_ABS_VALUE = 1e100
 # A side whose centred sum of squares is below this fraction of its raw (shifted) sum of
@@ -94,9 +97,33 @@ def usable_values(x: FloatArray) -> BoolArray:
 
 def fisher_z_capped(r: FloatArray, z_cap: float = DEFAULT_Z_CAP) -> FloatArray:
     """Fisher's z = atanh(r), capped at +-z_cap as rMEA does (r = +-1 gives +-z_cap)."""
-    with np.errstate(divide="ignore"):
-        z = np.arctanh(np.clip(r, -1.0, 1.0))
-    return np.clip(z, -z_cap, z_cap)
+    if z_cap < _Z_OF_R_BELOW_ONE:
+        # |r| = 1 gives atanh = 18.7 instead of inf, capped alike; this avoids a
+        # floating-point error context, which costs more than the arithmetic on 41 lags.
+        z = np.arctanh(_clip(r, _R_BELOW_ONE))
+    else:
+        with np.errstate(divide="ignore"):
+            z = np.arctanh(_clip(r, 1.0))
+    return _clip(z, z_cap)
+
+
+def _clip(x: FloatArray, bound: float) -> FloatArray:
+    """``np.clip(x, -bound, bound)`` (NaN stays NaN) without np.clip's call overhead."""
+    return np.minimum(np.maximum(x, -bound), bound)
+
+
+class _RowBuffer(SlidingBuffer):
+    """A :class:`SlidingBuffer` that also gives all rows of a sample range as one view, so
+    the per-update path reads its samples with one slice instead of one call per row (and
+    an exact recompute can re-shift them in place)."""
+
+    __slots__ = ()
+
+    def block(self, start_index: int, stop_index: int) -> FloatArray:
+        """Samples ``[start_index, stop_index)`` of every row, as a view into the storage."""
+        self.view(0, start_index, stop_index)  # bounds check
+        first = self._first_index
+        return self._data[:, start_index - first : stop_index - first]
 
 
 class LaggedComoments:
@@ -108,24 +135,34 @@ class LaggedComoments:
     :meth:`correlations` gives Pearson r for lags ``-lag_n..+lag_n`` at the newest sample:
     NaN where a lag's a- or b-window touches an invalid sample, or a side is constant.
 
-    Moving the span by ``s`` samples reads only the ``s + lag`` samples entering and the
-    ``s + lag`` leaving: the cross products of every lag change by two short sliding dot
-    products (:func:`numpy.correlate`), and the sums of a, a^2, b, b^2 and invalid counts
-    of the ``lag + 1`` window starts by a running difference: O(lags + s) per update.
+    State: per lag, the sums over its pairs of a, b, a^2, b^2 and a*b, both series shifted
+    by a reference level (the buffer stores them shifted). Moving the span by ``s`` samples
+    reads only the ``s + lag`` samples entering and the ``s + lag`` leaving: each lag gains
+    ``s`` pairs and loses ``s``, so one gather of those pairs for all lags and one signed
+    sum (a matrix-vector product) update every sum: O(lags x s) per update, O(lags) per new
+    sample. With 41 lags and 4 new samples that arithmetic is tiny and the cost is numpy
+    calls, so the update path makes few, and when no unusable sample is in the span it
+    skips all per-lag masking after one test that no window is constant or drifted.
+
+    The result depends only on the samples and on the indices at which
+    :meth:`correlations` is called (appends between two calls may come in any chunking).
     """
 
     __slots__ = (
         "_buffer",
-        "_cross",
+        "_gathers",
         "_lag_n",
+        "_newest_unusable",
+        "_pick_a",
+        "_pick_b",
         "_picks",
         "_recompute_every",
         "_ref",
         "_since_exact",
         "_slide_limit",
         "_span_n",
-        "_starts",
         "_state_end",
+        "_sums",
         "_window_n",
     )
 
@@ -153,36 +190,52 @@ class LaggedComoments:
         # Sliding by s reads the s samples leaving the oldest window; beyond a whole window
         # an exact recompute is cheaper anyway.
         self._slide_limit = max(1, min(max_slide_n, window_n - 1))
-        self._buffer = SlidingBuffer(
-            n_rows=4,  # a, b, a usable (1/0), b usable (1/0)
+        # Rows: a and b minus the reference level (0 where unusable), a usable and b usable
+        # (1.0 / 0.0). Unusable samples stored as 0 keep every sum finite.
+        self._buffer = _RowBuffer(
+            n_rows=4,
             keep=self._span_n + self._slide_limit,
             max_append=self._span_n + max(max_slide_n, 1),
         )
         lags = np.arange(-lag_n, lag_n + 1)
-        # Window sums are kept for the lag + 1 window starts of the span, in rows
-        # (a, b, a^2, b^2, a bad, b bad); for each lag pick the a-window starting at
-        # max(-d, 0) and the b-window at max(d, 0) (flat indices into that table).
-        starts = np.where(np.arange(6)[:, None] % 2 == 0, np.maximum(-lags, 0), np.maximum(lags, 0))
-        self._picks = np.arange(6)[:, None] * (lag_n + 1) + starts
-        self._cross = np.zeros(lags.size)  # sum of shifted a*b over each lag's pairs
-        self._starts = np.zeros((6, lag_n + 1))  # window sums per window start (see _picks)
+        # Lag d uses the a-window starting at max(-d, 0) and the b-window at max(d, 0).
+        self._pick_a = np.maximum(-lags, 0)
+        self._pick_b = np.maximum(lags, 0)
+        # Flat indices into a (n_rows, lag + 1) table of window sums per window start
+        # whose rows alternate a, b: each lag's window sum of every row.
+        self._picks = np.arange(6)[:, None] * (lag_n + 1) + np.where(
+            np.arange(6)[:, None] % 2 == 0, self._pick_a, self._pick_b
+        )
+        self._gathers: dict[int, tuple[IntArray, FloatArray]] = {}  # per slide length
+        # Per lag, sums over its window pairs of shifted a, b, a^2, b^2, a*b.
+        self._sums = np.zeros((5, lags.size))
         self._recompute_every = recompute_every
         self._since_exact = 0
-        self._state_end = -1  # absolute index the cross sums describe; -1 = none
+        self._state_end = -1  # absolute index the sums describe; -1 = none
+        self._newest_unusable = -1  # absolute index of the newest unusable sample
         self._ref = np.zeros((2, 1))  # reference level of a and b
 
     def append(self, a: FloatArray, b: FloatArray, valid: BoolArray) -> None:
         """Write contiguous samples; NaN/inf or ``valid=False`` make a sample unusable."""
         step = self._buffer.max_append
         for lo in range(0, a.shape[0], step):
-            part = slice(lo, lo + step)
-            ok = valid[part]
-            rows = [a[part], b[part], ok & usable_values(a[part]), ok & usable_values(b[part])]
-            self._buffer.append(np.vstack(rows))
+            x = np.array((a[lo : lo + step], b[lo : lo + step]))
+            ok = usable_values(x)
+            ok &= valid[lo : lo + step]
+            if not ok.all():
+                bad_at = int(np.flatnonzero(~ok.all(axis=0))[-1])
+                self._newest_unusable = self._buffer.end_index + bad_at
+            self._buffer.append(np.concatenate((np.where(ok, x - self._ref, 0.0), ok)))
 
     def skip(self, n: int) -> None:
         """Advance by ``n`` missing samples (a gap) without materialising them."""
-        self._buffer.skip_to(self._buffer.end_index + n)
+        if n <= 0:
+            return
+        self._newest_unusable = self._buffer.end_index + n - 1
+        if n > self._buffer.max_append:  # longer than any span: drop everything held
+            self._buffer.skip_to(self._buffer.end_index + n)
+        else:  # unusable zeros, so sums over the buffer stay finite
+            self._buffer.append(np.zeros((4, n)))
 
     def correlations(self) -> FloatArray:
         """Pearson r for lags -lag..+lag of the span ending at the newest sample."""
@@ -192,68 +245,85 @@ class LaggedComoments:
             self._state_end < 0
             or delta > self._slide_limit
             or self._since_exact >= self._recompute_every
-            or not np.isfinite(self._cross).all()
             or end - self._span_n + 1 - delta < self._buffer.oldest_index
         ):
             return self._exact(end)
         if delta > 0:
             self._slide(end, delta)
-        r, drifted = self._pearson()
+        mean_product, var, cov = self._moments()
+        if self._newest_unusable <= end - self._span_n and (
+            # var > (sum^2 / n) / 1e4 >= 0 also passes the constant-side test of _pearson
+            # (var > 1e-12 * sum of squares, which is var + sum^2 / n): nothing to mask.
+            (_MAX_DRIFT * var - mean_product).min() > 0.0
+        ):
+            return _clip(cov / np.sqrt(var[0] * var[1]), 1.0)
+        r, drifted = self._pearson(self._usable_lags(end))
         return self._exact(end) if drifted.any() else r
 
     def _slide(self, end: int, delta: int) -> None:
         """Move the span end by ``delta`` reading only the 2 x (delta + lag) samples that
-        enter and leave: O(lag + delta)."""
-        w, lag_n = self._window_n, self._lag_n
-        old_start = end - delta - self._span_n + 1
-        leaving = self._region(old_start, old_start + delta + lag_n)
-        entering = self._region(old_start + w, end + 1)
-        self._cross += self._cross_products(entering[:2], delta)
-        self._cross -= self._cross_products(leaving[:2], delta)
-        # Window sums per window start: each next start adds the sample entering at its
-        # end and drops the one leaving at its start.
-        chain = self._starts[:, -1:] + np.cumsum(entering[:, lag_n:] - leaving[:, lag_n:], axis=1)
-        self._starts = np.concatenate([self._starts[:, delta:], chain], axis=1)[:, -(lag_n + 1) :]
+        enter and leave: O(lag x delta)."""
+        m = delta + self._lag_n
+        block = self._buffer.block(end - delta - self._span_n + 1, end + 1)[:2]
+        # Columns 0..m: the samples entering (span coordinates win..win+m); m..2m: leaving.
+        x = np.concatenate((block[:, self._window_n :], block[:, :m]), axis=1)
+        gather, sign = self._gather(delta)
+        pairs = x.ravel()[gather]  # rows a, b; lags; entering then leaving pairs
+        terms = np.concatenate((pairs, pairs * pairs, pairs[0:1] * pairs[1:2]))
+        self._sums += terms @ sign  # entering pairs add, leaving pairs subtract
         self._since_exact += 1
         self._state_end = end
+
+    def _gather(self, delta: int) -> tuple[IntArray, FloatArray]:
+        """Flat indices into the (2, 2m) entering|leaving block giving, for a and b and
+        each lag, the ``delta`` entering then ``delta`` leaving samples of that lag's
+        window; and the matching +1/-1 signs."""
+        cached = self._gathers.get(delta)
+        if cached is None:
+            m = delta + self._lag_n
+            pairs = np.arange(delta)
+            columns = np.stack((self._pick_a, self._pick_b))[:, :, None] + np.concatenate(
+                (pairs, m + pairs)
+            )
+            rows = np.arange(2)[:, None, None] * (2 * m)
+            sign = np.concatenate((np.ones(delta), -np.ones(delta)))
+            cached = self._gathers[delta] = (rows + columns, sign)
+        return cached
 
     def _exact(self, end: int) -> FloatArray:
         first = end - self._span_n + 1
         if first < self._buffer.oldest_index:  # a gap longer than the buffer: no data
             self._state_end = -1
-            return np.full(self._cross.shape, np.nan)
-        self._ref = self._levels(first, end + 1)
-        rows = self._region(first, end + 1)
-        self._cross = self._cross_products(rows[:2], self._window_n)
-        self._starts = _window_sums(rows, self._window_n)
+            return np.full(self._sums.shape[1], np.nan)
+        block = self._buffer.block(first, end + 1)
+        # New reference level: the mean of the span's usable samples, the shift that keeps
+        # the sums free of cancellation. Re-shift the span in place: the slides to come
+        # read only it and the samples appended after now.
+        count = block[2:].sum(axis=1)
+        offset = np.divide(block[:2].sum(axis=1), count, out=np.zeros(2), where=count > 0)
+        self._ref = self._ref + offset[:, None]
+        block[:2] -= offset[:, None] * block[2:]
+        rows = np.concatenate((block[:2], block[:2] * block[:2], block[2:]))
+        table = _window_sums(rows, self._window_n).ravel()
+        self._sums[:4] = table[self._picks[:4]]
+        self._sums[4] = self._cross_products(block[:2], self._window_n)
         self._since_exact = 0
         self._state_end = end
-        r, drifted = self._pearson()
+        usable = _fully_usable(table[self._picks[4:]], self._window_n)
+        r, drifted = self._pearson(usable)
         for lag_index in np.flatnonzero(drifted):
             # A window far from the span's mean relative to its own spread (a step inside
             # the span): centre it on its own mean, as a two-pass correlation does.
-            r[lag_index] = self._two_pass(rows[:2], int(lag_index))
+            r[lag_index] = self._two_pass(block[:2], int(lag_index))
         return r
 
-    def _levels(self, start: int, stop: int) -> FloatArray:
-        """Mean of the usable samples of each series (shape (2, 1)): the shift that keeps
-        the sums free of cancellation."""
-        x, ok = self._rows(start, stop)
-        count = ok.sum(axis=1)
-        total = np.where(ok, x, 0.0).sum(axis=1)
-        return np.divide(total, count, out=np.zeros(2), where=count > 0)[:, None]
-
-    def _rows(self, start: int, stop: int) -> tuple[FloatArray, BoolArray]:
-        view = self._buffer.view
-        x = np.vstack([view(0, start, stop), view(1, start, stop)])
-        ok = np.vstack([view(2, start, stop), view(3, start, stop)]) == 1.0  # gap: NaN
-        return x, ok
-
-    def _region(self, start: int, stop: int) -> FloatArray:
-        """Rows a, b (minus their reference level, 0 where unusable), a^2, b^2, a bad, b bad."""
-        x, ok = self._rows(start, stop)
-        shifted = np.where(ok, x - self._ref, 0.0)
-        return np.concatenate([shifted, shifted * shifted, ~ok])
+    def _usable_lags(self, end: int) -> BoolArray:
+        """Per lag, whether both its windows hold only usable samples."""
+        if self._newest_unusable <= end - self._span_n:
+            return np.ones(self._sums.shape[1], dtype=np.bool_)
+        ok = self._buffer.block(end - self._span_n + 1, end + 1)[2:]
+        counts = _window_sums(ok, self._window_n).ravel()[self._picks[:2]]
+        return _fully_usable(counts, self._window_n)
 
     def _cross_products(self, x: FloatArray, n_pairs: int) -> FloatArray:
         """For lags -lag..+lag: the sum over m < n_pairs of a[m]*b[m+d] (d >= 0) or
@@ -263,30 +333,39 @@ class LaggedComoments:
         return np.concatenate([a_follows[:0:-1], b_follows])
 
     def _two_pass(self, x: FloatArray, lag_index: int) -> float:
-        start_a, start_b = self._picks[0, lag_index], self._picks[1, lag_index] - (self._lag_n + 1)
+        start_a, start_b = self._pick_a[lag_index], self._pick_b[lag_index]
         a = x[0, start_a : start_a + self._window_n]
         b = x[1, start_b : start_b + self._window_n]
         a = a - a.mean()
         b = b - b.mean()
         return float(np.clip((a @ b) / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
 
-    def _pearson(self) -> tuple[FloatArray, BoolArray]:
-        """r per lag, and per lag whether the reference level is too far from the window's
-        mean for the shifted sums to keep their precision."""
-        n = float(self._window_n)
-        picked = self._starts.ravel()[self._picks]
-        sums, squares = picked[0:2], picked[2:4]
-        var = squares - sums * sums / n
-        cov = self._cross - sums[0] * sums[1] / n
-        usable = (picked[4] + picked[5] < 0.5) & (var > _CONSTANT_RELATIVE_VARIANCE * squares).all(
-            axis=0
-        )
+    def _moments(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Per lag: window sum times window mean (rows a, b), sum of squares about the
+        window mean (rows a, b), and the co-moment of the pairs."""
+        sums = self._sums
+        means = sums[0:2] / self._window_n
+        mean_product = sums[0:2] * means
+        return mean_product, sums[2:4] - mean_product, sums[4] - sums[0] * means[1]
+
+    def _pearson(self, usable: BoolArray) -> tuple[FloatArray, BoolArray]:
+        """r per lag (NaN where not ``usable`` or a side is constant), and per lag whether
+        the reference level is too far from the window's mean for the shifted sums to keep
+        their precision."""
+        mean_product, var, cov = self._moments()
+        usable = usable & (var > _CONSTANT_RELATIVE_VARIANCE * self._sums[2:4]).all(axis=0)
         r = np.divide(
             cov, np.sqrt(np.abs(var[0] * var[1])), out=np.full(cov.shape, np.nan), where=usable
         )
         # Rounding error of the shifted sums grows like eps * (level offset)^2 / variance.
-        drifted = usable & (sums * sums > _MAX_DRIFT * n * var).any(axis=0)
-        return np.clip(r, -1.0, 1.0), drifted
+        drifted = usable & (mean_product >= _MAX_DRIFT * var).any(axis=0)
+        return _clip(r, 1.0), drifted
+
+
+def _fully_usable(counts: FloatArray, window_n: int) -> BoolArray:
+    """Per lag (column), whether the usable-sample counts of its a-window and b-window
+    (rows) are both the whole window."""
+    return np.asarray(counts.min(axis=0) > window_n - 0.5)
 
 
 def _window_sums(rows: FloatArray, window_n: int) -> FloatArray:
@@ -406,6 +485,7 @@ class StreamingCrossCorrelation:
         )
         self._fs_hz = fs_hz
         self._lags_s = lags / fs_hz
+        self._lags_s.flags.writeable = False
         self._window_s = window_n / fs_hz
         self._span_n = window_n + lag_n
         self._step_n = step_n
@@ -431,28 +511,27 @@ class StreamingCrossCorrelation:
         ok = np.ones(a.shape, dtype=np.bool_) if valid is None else np.asarray(valid, dtype=bool)
         if ok.shape != a.shape:
             raise SignalError(f"valid must have the shape of a {a.shape}, got {ok.shape}")
-        rows: list[FloatArray] = []
-        starts: list[float] = []
+        # Windows completing in this push: window w ends (exclusive) at w*step + span.
+        last = (self._n_seen + a.shape[0] - self._span_n) // self._step_n
+        n_windows = max(0, last - self._next_window + 1)
+        values = np.empty((n_windows, self._lags_s.size))
+        first = float(self._next_window)  # whole numbers: w * step is exact, as in int
+        window_start_s = np.arange(first, first + n_windows) * self._step_n / self._fs_hz
         consumed = 0
-        while True:
-            window_end = self._next_window * self._step_n + self._span_n  # exclusive
-            needed = window_end - self._n_seen
-            if needed > a.shape[0] - consumed:
-                break
-            stop = consumed + needed
+        for i in range(n_windows):
+            stop = self._next_window * self._step_n + self._span_n - self._n_seen + consumed
             self._moments.append(a[consumed:stop], b[consumed:stop], ok[consumed:stop])
-            self._n_seen += needed
+            self._n_seen += stop - consumed
             consumed = stop
-            rows.append(self._transform(self._moments.correlations()))
-            starts.append(self._next_window * self._step_n / self._fs_hz)
+            values[i] = self._transform(self._moments.correlations())
             self._next_window += 1
-        self._moments.append(a[consumed:], b[consumed:], ok[consumed:])
-        self._n_seen += a.shape[0] - consumed
-        values = np.vstack(rows) if rows else np.empty((0, self._lags_s.size))
+        if consumed < a.shape[0]:
+            self._moments.append(a[consumed:], b[consumed:], ok[consumed:])
+            self._n_seen += a.shape[0] - consumed
         return CrossCorrelation(
             values=values,
-            lags_s=self._lags_s.copy(),
-            window_start_s=np.asarray(starts, dtype=np.float64),
+            lags_s=self._lags_s,  # read-only, shared by every result
+            window_start_s=window_start_s,
             window_s=self._window_s,
             fisher_z=self._fisher_z,
             absolute=self._absolute,

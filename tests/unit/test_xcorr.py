@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dsp.exceptions import ConfigError, SignalError
 from dsp.types import BoolArray, FloatArray
 from dsp.xcorr import (
+    LaggedComoments,
     StreamingCrossCorrelation,
     best_lag_per_row,
     fisher_z_capped,
@@ -94,12 +95,17 @@ def test_streaming_any_chunking_equals_batch_and_direct(
     starts = np.concatenate([p.window_start_s for p in parts])
 
     batch = StreamingCrossCorrelation(
-        fs_hz, window_s=window_s, lag_s=lag_s, step_s=step_s, fisher_z=False
+        fs_hz,
+        window_s=window_s,
+        lag_s=lag_s,
+        step_s=step_s,
+        fisher_z=False,
+        recompute_every=recompute_every,
     ).push(a, b, valid=valid)
     assert streamed.shape == expected.shape == batch.values.shape
     np.testing.assert_array_equal(np.isnan(streamed), np.isnan(expected))
     np.testing.assert_allclose(streamed, expected, atol=1e-9, rtol=0)
-    np.testing.assert_allclose(streamed, batch.values, atol=1e-9, rtol=0)
+    np.testing.assert_array_equal(streamed, batch.values)  # bit-identical across chunkings
     np.testing.assert_allclose(starts, np.arange(expected.shape[0]) * inc / fs_hz)
 
 
@@ -116,6 +122,46 @@ def test_large_offset_long_series_stays_exact() -> None:
     np.testing.assert_allclose(ours.values[: expected.shape[0]], expected, atol=1e-9, rtol=0)
     tail = direct_table(a[-400:], b[-400:], win=120, lag=20, inc=1)
     np.testing.assert_allclose(ours.values[-tail.shape[0] :], tail, atol=1e-9, rtol=0)
+
+
+def test_level_steps_inside_the_span_stay_exact_for_any_chunking() -> None:
+    """Level jumps far larger than the spread (windows drift from the reference level):
+    the drift test must fall back to exact sums, whatever the chunking (live grid: 4 Hz,
+    window 30 s, lag 5 s, step 1 s)."""
+    rng = np.random.default_rng(5)
+    n = 800
+    a = np.cumsum(rng.normal(size=n)) * 0.01 + np.where(np.arange(n) < 300, 0.0, 1e4)
+    b = 0.5 * np.roll(a, 3) + rng.normal(size=n) * 0.01 + np.where(np.arange(n) < 500, 7e3, 0)
+    kwargs = {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0, "fisher_z": False}
+    whole = StreamingCrossCorrelation(4.0, **kwargs).push(a, b).values
+    np.testing.assert_allclose(whole, direct_table(a, b, win=120, lag=20, inc=4), atol=1e-9)
+    stream = StreamingCrossCorrelation(4.0, **kwargs)
+    parts = [stream.push(a[i : i + 4], b[i : i + 4]).values for i in range(0, n, 4)]
+    np.testing.assert_array_equal(np.vstack(parts), whole)
+
+
+@pytest.mark.parametrize("gap_n", [1, 7, 400])
+def test_skip_equals_appending_unusable_samples(gap_n: int) -> None:
+    """A gap skipped without materialising it gives the same correlations as the same
+    samples appended as invalid, before and after the gap has left the span."""
+    rng = np.random.default_rng(gap_n)
+    n = 300 + gap_n + 300
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    skipped = LaggedComoments(window_n=40, lag_n=8, max_slide_n=4)
+    flagged = LaggedComoments(window_n=40, lag_n=8, max_slide_n=4)
+    valid = np.ones(n, dtype=bool)
+    valid[300 : 300 + gap_n] = False
+    for lo in range(0, n, 4):
+        hi = min(lo + 4, n)
+        flagged.append(a[lo:hi], b[lo:hi], valid[lo:hi])
+        if lo < 300 or lo >= 300 + gap_n:
+            skipped.append(a[lo:hi], b[lo:hi], valid[lo:hi])
+        else:
+            skipped.skip(hi - lo)
+        r_skipped, r_flagged = skipped.correlations(), flagged.correlations()
+        np.testing.assert_array_equal(np.isnan(r_skipped), np.isnan(r_flagged))
+        np.testing.assert_allclose(r_skipped, r_flagged, atol=1e-12, rtol=0)
+    assert np.isfinite(r_skipped).all()  # the span has left the gap
 
 
 def test_positive_lag_means_b_follows_a() -> None:
