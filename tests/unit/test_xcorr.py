@@ -132,10 +132,13 @@ def test_level_steps_inside_the_span_stay_exact_for_any_chunking() -> None:
     n = 800
     a = np.cumsum(rng.normal(size=n)) * 0.01 + np.where(np.arange(n) < 300, 0.0, 1e4)
     b = 0.5 * np.roll(a, 3) + rng.normal(size=n) * 0.01 + np.where(np.arange(n) < 500, 7e3, 0)
-    kwargs = {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0, "fisher_z": False}
-    whole = StreamingCrossCorrelation(4.0, **kwargs).push(a, b).values
+
+    def live() -> StreamingCrossCorrelation:
+        return StreamingCrossCorrelation(4.0, window_s=30.0, lag_s=5.0, step_s=1.0, fisher_z=False)
+
+    whole = live().push(a, b).values
     np.testing.assert_allclose(whole, direct_table(a, b, win=120, lag=20, inc=4), atol=1e-9)
-    stream = StreamingCrossCorrelation(4.0, **kwargs)
+    stream = live()
     parts = [stream.push(a[i : i + 4], b[i : i + 4]).values for i in range(0, n, 4)]
     np.testing.assert_array_equal(np.vstack(parts), whole)
 
