@@ -50,7 +50,8 @@ class InletConfig:
     ``resolve_timeout_s`` bound how fast a new uid, a changed channel count or a duplicate
     ``source_id`` is seen (issue 5 asks for 5 s). ``max_buflen_s``: liblsl buffers this
     much while the caller is slow. ``max_queue_chunks`` bounds the hand-over queue (the
-    puller then waits, liblsl keeps buffering: nothing is dropped).
+    puller then waits, liblsl keeps buffering: nothing is dropped);
+    ``max_messages_per_poll`` bounds the work one ``poll()`` does.
     """
 
     max_stall_s: float = 2.0
@@ -62,6 +63,7 @@ class InletConfig:
     pull_timeout_s: float = 0.05
     max_buflen_s: int = 60
     max_queue_chunks: int = 1000
+    max_messages_per_poll: int = 100
     bad_sample_report_s: float = 1.0
     missing_after_s: float = 5.0
     clock: ClockConfig = field(default_factory=ClockConfig)
@@ -81,7 +83,7 @@ class InletConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"value {value!r} is not allowed; allowed: > 0", key=key)
-        for key in ("max_buflen_s", "max_queue_chunks"):
+        for key in ("max_buflen_s", "max_queue_chunks", "max_messages_per_poll"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"value {getattr(self, key)!r} is not allowed; allowed: >= 1",
                                   key=key)  # fmt: skip
@@ -553,6 +555,7 @@ class SensorInlet:
 
     @property
     def connected(self) -> bool:
+        """True once a stream has been connected (a later dropout is a ``stalled`` event)."""
         return self._connected
 
     @property
@@ -562,7 +565,7 @@ class SensorInlet:
     @property
     def stream(self) -> StreamMeta | None:
         """Metadata of the stream currently (or last) connected."""
-        return self._meta or self._acq.connected_meta
+        return self._acq.connected_meta or self._meta
 
     @property
     def rate_hz(self) -> float:
@@ -579,7 +582,9 @@ class SensorInlet:
         """Frames and status events since the last call; never blocks."""
         events: list[StatusEvent] = []
         outbox = self._acq.outbox
-        while True:
+        # Bounded work per call: after a long pause of the caller the backlog is worked
+        # off over several polls instead of holding the event loop.
+        for _ in range(self.config.max_messages_per_poll):
             try:
                 message = outbox.get_nowait()
             except queue.Empty:

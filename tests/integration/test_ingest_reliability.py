@@ -4,6 +4,7 @@ bursts — real pylsl outlets in separate processes, a real SensorInlet polled l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +241,21 @@ def test_unusable_stream_is_explained_when_the_session_cannot_start(outlets) -> 
     assert "found but is unusable: stream has 2 channels, expected 1" in therapist
     client = next(line for line in lines if "client eda" in line)
     assert "found but" not in client
+
+
+def test_poll_after_a_long_caller_pause_is_bounded_and_loses_nothing(outlets, inlets, device):
+    sid = unique_source_id("backlog")
+    _start(outlets, sid, rate=1000.0, chunk=5)  # 200 packets per second
+    inlet = _inlet(inlets, device, sid)
+    watch = InletWatch(inlet)
+    watch.until(lambda: watch.samples() > 100, timeout_s=15)
+    time.sleep(3.0)  # the server's loop was busy: ~600 packets queue up
+    started = time.perf_counter()
+    frames, _ = inlet.poll()
+    first_poll_s = time.perf_counter() - started
+    watch.frames.extend(frames)
+    watch.run(1.0)
+    assert first_poll_s < 0.05
+    counters = _counters(watch)
+    assert np.all(np.diff(counters) == 1)
+    assert counters.shape[0] > 3500  # all of the 3 s pause and the second after
