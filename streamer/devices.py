@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -445,7 +446,7 @@ def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: s
         name=_optional_string(match, match_raw, "name"),
         type=_optional_string(match, match_raw, "type"),
         source_id=_optional_string(match, match_raw, "source_id"),
-        desc=desc,
+        desc=MappingProxyType(desc),
     )
 
     signals_raw = data.get("signals", {})
@@ -467,7 +468,7 @@ def parse_device_config(data: Mapping[str, Any], *, source: str, default_name: s
         manufacturer=manufacturer,
         model=model,
         match=stream_match,
-        signals=signals,
+        signals=MappingProxyType(signals),
         notes=notes,
         source=source,
     )
