@@ -137,3 +137,23 @@ def test_dejitter_garbage_timestamps_give_finite_increasing_output(stamps, rate)
     assert out.shape == raw.shape
     assert np.all(np.isfinite(out))
     assert np.all(np.diff(out) > 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stamps=st.lists(st.floats(min_value=-1e4, max_value=1e4), max_size=50),
+    previous=st.one_of(st.none(), st.floats(min_value=-1e4, max_value=1e4)),
+    arrival=st.floats(min_value=-10.0, max_value=100.0),
+)
+def test_clock_breaks_are_valid_indices_of_real_jumps(stamps, previous, arrival) -> None:
+    raw = np.asarray(stamps, dtype=np.float64)
+    breaks = find_clock_breaks(
+        raw, previous_s=previous, arrival_advance_s=arrival, backward_jump_s=0.5,
+        forward_jump_s=5.0,
+    )  # fmt: skip
+    assert breaks == sorted(set(breaks))
+    for index in breaks:
+        before = raw[index - 1] if index > 0 else previous
+        assert before is not None
+        step = raw[index] - before
+        assert step < -0.5 or step > 5.0
