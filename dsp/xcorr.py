@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from dsp.exceptions import ConfigError, SignalError
 from dsp.sliding_buffer import SlidingBuffer
@@ -126,6 +127,34 @@ class _RowBuffer(SlidingBuffer):
         return self._data[:, start_index - first : stop_index - first]
 
 
+class _SlidePlan:
+    """Preallocated arrays for sliding :class:`LaggedComoments` by ``delta`` samples.
+
+    ``x`` receives the ``m = delta + lag`` samples entering then the ``m`` leaving, for a
+    and b (shifted); :meth:`gather` copies into ``terms[0:2]``, for a and b and every lag,
+    the ``delta`` entering then ``delta`` leaving samples of that lag's window (runs of
+    ``delta`` consecutive samples, copied through a sliding-window view of ``x``), so
+    ``terms`` rows a, b, a^2, b^2, a*b times ``sign`` sum to the change of every sum.
+    """
+
+    __slots__ = ("_runs", "_starts", "_windows", "m", "sign", "terms", "x")
+
+    def __init__(self, *, delta: int, pick_a: IntArray, pick_b: IntArray) -> None:
+        self.m = delta + int(pick_a.size // 2)
+        self.x = np.zeros((2, 2 * self.m))
+        self._windows = sliding_window_view(self.x.ravel(), delta)  # a view: sees x
+        self.terms = np.zeros((5, pick_a.size, 2 * delta))
+        self._runs = self.terms[0:2].reshape(-1, delta)  # a view into terms
+        # Start of each run in x.ravel(): a entering, a leaving; b entering, b leaving.
+        offsets = np.array([[0, self.m], [2 * self.m, 3 * self.m]])
+        self._starts = (np.stack((pick_a, pick_b))[:, :, None] + offsets[:, None, :]).ravel()
+        self.sign = np.concatenate((np.ones(delta), -np.ones(delta)))
+
+    def gather(self) -> None:
+        """Copy the runs of the current ``x`` into ``terms[0:2]``."""
+        np.take(self._windows, self._starts, axis=0, out=self._runs, mode="clip")
+
+
 class LaggedComoments:
     """Co-moments of the rMEA window pairs at every lag, slid along a linear buffer.
 
@@ -150,12 +179,12 @@ class LaggedComoments:
 
     __slots__ = (
         "_buffer",
-        "_gathers",
         "_lag_n",
         "_newest_unusable",
         "_pick_a",
         "_pick_b",
         "_picks",
+        "_plans",
         "_recompute_every",
         "_ref",
         "_since_exact",
@@ -206,7 +235,7 @@ class LaggedComoments:
         self._picks = np.arange(6)[:, None] * (lag_n + 1) + np.where(
             np.arange(6)[:, None] % 2 == 0, self._pick_a, self._pick_b
         )
-        self._gathers: dict[int, tuple[IntArray, FloatArray]] = {}  # per slide length
+        self._plans: dict[int, _SlidePlan] = {}  # per slide length
         # Per lag, sums over its window pairs of shifted a, b, a^2, b^2, a*b.
         self._sums = np.zeros((5, lags.size))
         self._recompute_every = recompute_every
@@ -263,32 +292,19 @@ class LaggedComoments:
     def _slide(self, end: int, delta: int) -> None:
         """Move the span end by ``delta`` reading only the 2 x (delta + lag) samples that
         enter and leave: O(lag x delta)."""
-        m = delta + self._lag_n
+        plan = self._plans.get(delta)
+        if plan is None:
+            plan = _SlidePlan(delta=delta, pick_a=self._pick_a, pick_b=self._pick_b)
+            self._plans[delta] = plan
         block = self._buffer.block(end - delta - self._span_n + 1, end + 1)[:2]
-        # Columns 0..m: the samples entering (span coordinates win..win+m); m..2m: leaving.
-        x = np.concatenate((block[:, self._window_n :], block[:, :m]), axis=1)
-        gather, sign = self._gather(delta)
-        pairs = x.ravel()[gather]  # rows a, b; lags; entering then leaving pairs
-        terms = np.concatenate((pairs, pairs * pairs, pairs[0:1] * pairs[1:2]))
-        self._sums += terms @ sign  # entering pairs add, leaving pairs subtract
+        np.concatenate((block[:, self._window_n :], block[:, : plan.m]), axis=1, out=plan.x)
+        plan.gather()
+        terms = plan.terms
+        np.multiply(terms[0:2], terms[0:2], out=terms[2:4])
+        np.multiply(terms[0], terms[1], out=terms[4])
+        self._sums += terms @ plan.sign  # entering pairs add, leaving pairs subtract
         self._since_exact += 1
         self._state_end = end
-
-    def _gather(self, delta: int) -> tuple[IntArray, FloatArray]:
-        """Flat indices into the (2, 2m) entering|leaving block giving, for a and b and
-        each lag, the ``delta`` entering then ``delta`` leaving samples of that lag's
-        window; and the matching +1/-1 signs."""
-        cached = self._gathers.get(delta)
-        if cached is None:
-            m = delta + self._lag_n
-            pairs = np.arange(delta)
-            columns = np.stack((self._pick_a, self._pick_b))[:, :, None] + np.concatenate(
-                (pairs, m + pairs)
-            )
-            rows = np.arange(2)[:, None, None] * (2 * m)
-            sign = np.concatenate((np.ones(delta), -np.ones(delta)))
-            cached = self._gathers[delta] = (rows + columns, sign)
-        return cached
 
     def _exact(self, end: int) -> FloatArray:
         first = end - self._span_n + 1
