@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -283,3 +285,10 @@ def test_columns_do_not_depend_on_batching_or_tick_timing(values: list[float | N
 def test_history_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="history_s"):
         DashboardState(history_s=0.0)
+
+
+def test_pure_parts_do_not_import_bokeh() -> None:
+    # The message and state logic must stay importable (and testable) without Bokeh.
+    code = ("import sys, dashboard.messages, dashboard.state, dashboard.views; "
+            "assert 'bokeh' not in sys.modules and 'tornado' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
