@@ -199,6 +199,11 @@ def start_dashboard(
             "pass a token (or bind to 127.0.0.1)",
             key="token",
         )
+    ws_parts = urlsplit(ws_url)
+    if ws_parts.scheme not in ("ws", "wss") or not ws_parts.hostname:
+        raise ConfigError(
+            f"ws_url must look like ws://HOST:PORT/ws (or wss://), got {ws_url!r}", key="ws_url"
+        )
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be in 0..65535, got {port!r}", key="port")
     asyncio.get_running_loop()  # raises RuntimeError outside a running loop, as documented

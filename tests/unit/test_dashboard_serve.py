@@ -96,7 +96,7 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
             handle.stop()
 
 
-async def test_network_binding_without_token_or_origins_is_refused() -> None:
+async def test_bad_options_are_refused() -> None:
     with pytest.raises(ConfigError, match="token"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0")
     with pytest.raises(ConfigError, match="allow_websocket_origins"):
@@ -105,6 +105,8 @@ async def test_network_binding_without_token_or_origins_is_refused() -> None:
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0, allow_websocket_origins=["http://"])
     with pytest.raises(ConfigError, match="port"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=70000)
+    with pytest.raises(ConfigError, match="ws_url"):
+        start_dashboard(ws_url="http://127.0.0.1:1/ws")
 
 
 def test_origins_are_normalised_for_bokeh() -> None:
