@@ -251,10 +251,13 @@ class LaggedComoments:
             x = np.array((a[lo : lo + step], b[lo : lo + step]))
             ok = usable_values(x)
             ok &= valid[lo : lo + step]
+            rows = np.concatenate((x, ok), dtype=np.float64)
+            rows[:2] -= self._ref
             if not ok.all():
+                rows[:2] = np.where(ok, rows[:2], 0.0)  # also drops NaN and inf
                 bad_at = int(np.flatnonzero(~ok.all(axis=0))[-1])
                 self._newest_unusable = self._buffer.end_index + bad_at
-            self._buffer.append(np.concatenate((np.where(ok, x - self._ref, 0.0), ok)))
+            self._buffer.append(rows)
 
     def skip(self, n: int) -> None:
         """Advance by ``n`` missing samples (a gap) without materialising them."""
