@@ -185,7 +185,7 @@ def test_nan_values_are_masked_and_untimed_samples_dropped(outlets, inlets, devi
     _start(outlets, sid, nan_at=300, nan_count=25, nan_time_at=350, nan_time_count=5)
     inlet = _inlet(inlets, device, sid)
     watch = InletWatch(inlet)
-    watch.until(lambda: _counters(watch).size and _counters(watch).max() > 450, timeout_s=20)
+    watch.until(lambda: bool(_counters(watch).size) and _counters(watch).max() > 450, 20)
     watch.run(1.1)  # bad-sample reports are rate limited to one per second
 
     counters = _counters(watch)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from dsp.exceptions import ConfigError
@@ -13,16 +16,15 @@ CONFIGS = builtin_device_configs()
 SIM = CONFIGS["dyadsync_simulator"]
 
 
-def _sim_meta(role: str = "therapist", **changes) -> StreamMeta:
-    fields = dict(
+def _sim_meta(role: str = "therapist", **changes: Any) -> StreamMeta:
+    base = StreamMeta(
         name=f"dyadsync-sim-{role}-ecg", type="ECG", source_id=f"p-{role}-ecg", uid="u1",
         channel_count=2, nominal_srate_hz=256.0, channel_format="double64",
         desc={"acquisition/manufacturer": "dyadsync", "acquisition/model": "simulator",
               "dyadsync/role": role},
         channel_labels=("ECG", "counter"), channel_units=("mV", "count"), has_desc=True,
     )  # fmt: skip
-    fields.update(changes)
-    return StreamMeta(**fields)
+    return replace(base, **changes)
 
 
 def _wanted(meta: StreamMeta, *, role=Role.THERAPIST, source_id=None, name_pattern=None):
