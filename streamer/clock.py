@@ -143,9 +143,12 @@ class Dejitter:
     """
 
     __slots__ = (
+        "_cumulative",
         "_forget",
         "_index",
+        "_inverse",
         "_last_out_s",
+        "_powers",
         "_rate_hz",
         "_ref_index",
         "_ref_t",
@@ -166,6 +169,13 @@ class Dejitter:
         self._ref_index = 0
         self._ref_t = 0.0
         self._last_out_s = -math.inf
+        # Powers of the forgetting factor and the index-only running sums they weight are
+        # the same for every push: computed once, so a push costs two cumsums.
+        k = np.arange(self._PIECE, dtype=np.float64)
+        self._powers = self._forget**k
+        self._inverse = 1.0 / self._powers
+        self._cumulative = np.cumsum(np.stack([self._inverse, self._inverse * k,
+                                               self._inverse * k * k]), axis=1)  # fmt: skip
 
     def reset(self) -> None:
         """Start afresh at a clock break (new segment): forget the fit, and allow the next
@@ -205,11 +215,18 @@ class Dejitter:
                 stop = start + int(far[0])
                 x, y = x[: far[0]], y[: far[0]]
         n = x.shape[0]
-        powers = self._forget ** np.arange(n, dtype=np.float64)
-        inverse = 1.0 / powers
-        terms = np.stack([np.ones(n), x, y, x * x, x * y])
-        cumulative = np.cumsum(terms * inverse, axis=1)
-        sums = powers * (self._forget * self._sums[:, None] + cumulative)
+        inverse = self._inverse[:n]
+        # Running sums of inverse * (1, x, y, x^2, x*y) with x = x0 + k: the index-only
+        # ones expand into the precomputed sums over k.
+        c_w, c_k, c_kk = self._cumulative[:, :n]
+        x0 = x[0]
+        cumulative = np.empty((5, n))
+        cumulative[0] = c_w
+        cumulative[1] = x0 * c_w + c_k
+        cumulative[2] = np.cumsum(inverse * y)
+        cumulative[3] = x0 * x0 * c_w + 2.0 * x0 * c_k + c_kk
+        cumulative[4] = np.cumsum(inverse * x * y)
+        sums = self._powers[:n] * (self._forget * self._sums[:, None] + cumulative)
         a, b = self._line(sums)
         out[start:stop] = a + b * x + self._ref_t
         self._sums[:] = sums[:, -1]
