@@ -82,8 +82,12 @@ def _empty(columns: tuple[str, ...]) -> dict[str, list[Any]]:
 def _time_axis_formatter() -> DatetimeTickFormatter:
     # Elapsed session time (ms since start) read as mm:ss; beyond an hour h:mm.
     return DatetimeTickFormatter(
-        milliseconds="%M:%S.%3N", seconds="%M:%S", minsec="%M:%S", minutes="%M:%S",
-        hourmin="%H:%M", hours="%H:%M",
+        milliseconds="%M:%S.%3N",
+        seconds="%M:%S",
+        minsec="%M:%S",
+        minutes="%M:%S",
+        hourmin="%H:%M",
+        hours="%H:%M",
         # Elapsed time has no calendar: never promote a tick at 00:00 to a date.
         boundary_scaling=False,
     )
@@ -91,10 +95,17 @@ def _time_axis_formatter() -> DatetimeTickFormatter:
 
 def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str) -> figure:
     fig = figure(
-        name=name, height=height, sizing_mode="stretch_width", x_range=x_range,
-        x_axis_type="datetime", tools="", toolbar_location=None,
-        background_fill_color="#ffffff", border_fill_color="#ffffff",
-        outline_line_color=None, min_border_left=60,
+        name=name,
+        height=height,
+        sizing_mode="stretch_width",
+        x_range=x_range,
+        x_axis_type="datetime",
+        tools="",
+        toolbar_location=None,
+        background_fill_color="#ffffff",
+        border_fill_color="#ffffff",
+        outline_line_color=None,
+        min_border_left=60,
     )
     fig.xaxis.formatter = _time_axis_formatter()
     fig.yaxis.axis_label = y_label
@@ -113,9 +124,15 @@ def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str
 
 def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
     legend = Legend(
-        items=[(label, [renderer]) for label, renderer in items], orientation="horizontal",
-        location="top_left", label_text_font_size="12px", label_text_color="#444444",
-        background_fill_alpha=0.7, border_line_color=None, spacing=14, margin=4,
+        items=[(label, [renderer]) for label, renderer in items],
+        orientation="horizontal",
+        location="top_left",
+        label_text_font_size="12px",
+        label_text_color="#444444",
+        background_fill_alpha=0.7,
+        border_line_color=None,
+        spacing=14,
+        margin=4,
     )
     fig.add_layout(legend, "above")
 
@@ -133,59 +150,96 @@ class _SignalSection:
 
         title = SIGNAL_TITLES[signal]
         physio_fig = _styled_figure(
-            name=f"{signal}_physio", height=PHYSIO_HEIGHT_PX, x_range=x_range,
+            name=f"{signal}_physio",
+            height=PHYSIO_HEIGHT_PX,
+            x_range=x_range,
             y_label=f"{title} ({SIGNAL_UNITS[signal]})",
         )
         sync_fig = _styled_figure(
-            name=f"{signal}_sync", height=SYNC_HEIGHT_PX, x_range=x_range,
+            name=f"{signal}_sync",
+            height=SYNC_HEIGHT_PX,
+            x_range=x_range,
             y_label="synchrony (z)",
         )
         for fig in (physio_fig, sync_fig):
             fig.quad(
                 name=f"{signal}_episodes" if fig is sync_fig else None,
-                source=self.episodes, left="left", right="right", bottom=-1e6, top=1e6,
-                fill_alpha=0.14, line_color=None,
+                source=self.episodes,
+                left="left",
+                right="right",
+                bottom=-1e6,
+                top=1e6,
+                fill_alpha=0.14,
+                line_color=None,
                 fill_color=factor_cmap(
                     "state", palette=list(STATE_COLORS.values()), factors=list(STATE_COLORS)
                 ),
             )
         physio_lines = [
             physio_fig.line(
-                "x", "y", source=self.physio[role], name=f"{signal}_physio_{role}",
-                line_color=ROLE_COLORS[role], line_width=2,
+                "x",
+                "y",
+                source=self.physio[role],
+                name=f"{signal}_physio_{role}",
+                line_color=ROLE_COLORS[role],
+                line_width=2,
             )
             for role in ROLES
         ]
         # Autoscale on the data only: the shading spans the whole height by construction.
         physio_fig.y_range = DataRange1d(renderers=list[Model](physio_lines), range_padding=0.15)
-        _legend(physio_fig, [(r.capitalize(), line) for r, line in zip(ROLES, physio_lines,
-                                                                         strict=True)])
+        _legend(
+            physio_fig,
+            [(r.capitalize(), line) for r, line in zip(ROLES, physio_lines, strict=True)],
+        )
 
         strength = sync_fig.line(
-            "x", "z", source=self.sync, name=f"{signal}_sync_strength",
-            line_color=STRENGTH_COLOR, line_width=2,
+            "x",
+            "z",
+            source=self.sync,
+            name=f"{signal}_sync_strength",
+            line_color=STRENGTH_COLOR,
+            line_width=2,
         )
         significance = sync_fig.line(
-            "x", "null_z", source=self.sync, name=f"{signal}_sync_z",
-            line_color=SIGNIFICANCE_COLOR, line_width=1.5,
+            "x",
+            "null_z",
+            source=self.sync,
+            name=f"{signal}_sync_z",
+            line_color=SIGNIFICANCE_COLOR,
+            line_width=1.5,
         )
-        sync_fig.add_layout(Span(location=SIGNIFICANCE_Z, dimension="width",
-                                 line_color=SIGNIFICANCE_COLOR, line_dash="dashed",
-                                 line_width=1))
-        sync_fig.add_layout(Span(location=0.0, dimension="width", line_color="#cccccc",
-                                 line_width=1))
+        sync_fig.add_layout(
+            Span(
+                location=SIGNIFICANCE_Z,
+                dimension="width",
+                line_color=SIGNIFICANCE_COLOR,
+                line_dash="dashed",
+                line_width=1,
+            )
+        )
+        sync_fig.add_layout(
+            Span(location=0.0, dimension="width", line_color="#cccccc", line_width=1)
+        )
         # Invisible band that only pins the autoscaled range (see SYNC_FLOOR_Z).
         pin = sync_fig.varea(x="x", y1="floor", y2="ceiling", source=self.sync, fill_alpha=0.0)
         sync_fig.y_range = DataRange1d(
             renderers=list[Model]([strength, significance, pin]), range_padding=0.1
         )
-        _legend(sync_fig, [("synchrony (Fisher z)", strength),
-                           ("vs chance (z; dashed line: p < .05)", significance)])
+        _legend(
+            sync_fig,
+            [
+                ("synchrony (Fisher z)", strength),
+                ("vs chance (z; dashed line: p < .05)", significance),
+            ],
+        )
 
         self.layout = row(
             self.tile,
             column(physio_fig, sync_fig, sizing_mode="stretch_width"),
-            name=f"section_{signal}", sizing_mode="stretch_width", visible=False,
+            name=f"section_{signal}",
+            sizing_mode="stretch_width",
+            visible=False,
         )
 
     def clear(self) -> None:
@@ -218,26 +272,36 @@ _BEAT_JS = "(window.__dyadsync_watchdog ??= {}).last = Date.now();"
 class DashboardView:
     """All Bokeh models of one dashboard session; :meth:`attach` puts them in a document."""
 
-    __slots__ = ("badges", "banner", "beats", "header", "heartbeat", "root", "sections",
-                 "waiting")
+    __slots__ = ("badges", "banner", "beats", "header", "heartbeat", "root", "sections", "waiting")
 
     def __init__(self) -> None:
         stylesheet = InlineStyleSheet(css=CSS)
         self.header = Div(name="header", sizing_mode="stretch_width", stylesheets=[stylesheet])
-        self.banner = Div(name="contact_lost", text=CONTACT_LOST_HTML, visible=False,
-                          sizing_mode="stretch_width", stylesheets=[stylesheet])
+        self.banner = Div(
+            name="contact_lost",
+            text=CONTACT_LOST_HTML,
+            visible=False,
+            sizing_mode="stretch_width",
+            stylesheets=[stylesheet],
+        )
         self.heartbeat = Div(name="heartbeat", text="0", visible=False)
         self.beats = 0
-        self.badges = Div(name="stream_badges", sizing_mode="stretch_width",
-                          stylesheets=[stylesheet])
+        self.badges = Div(
+            name="stream_badges", sizing_mode="stretch_width", stylesheets=[stylesheet]
+        )
         self.waiting = Div(name="waiting", text=WAITING_HTML, stylesheets=[stylesheet])
         x_range = DataRange1d(range_padding=0.02)
         self.sections = {
             signal: _SignalSection(signal, x_range=x_range, stylesheet=stylesheet)
             for signal in DERIVED_SIGNALS
         }
-        children: list[LayoutDOM] = [self.header, self.banner, self.badges, self.waiting,
-                                     self.heartbeat]
+        children: list[LayoutDOM] = [
+            self.header,
+            self.banner,
+            self.badges,
+            self.waiting,
+            self.heartbeat,
+        ]
         children.extend(section.layout for section in self.sections.values())
         self.root = column(children, sizing_mode="stretch_width", name="dashboard")
 
@@ -246,15 +310,29 @@ class DashboardView:
         doc.add_root(self.root)
         self.heartbeat.js_on_change("text", CustomJS(code=_BEAT_JS))
         lost_tiles = [
-            render_tile(TileView(signal=signal, kind="none", headline="No estimate",
-                                 detail="Lost contact with the dashboard server", figures=""))
+            render_tile(
+                TileView(
+                    signal=signal,
+                    kind="none",
+                    headline="No estimate",
+                    detail="Lost contact with the dashboard server",
+                    figures="",
+                )
+            )
             for signal in self.sections
         ]
-        doc.js_on_event(DocumentReady, CustomJS(
-            args={"banner": self.banner, "lost_ms": CONTACT_LOST_MS, "lost_tiles": lost_tiles,
-                  "tiles": [section.tile for section in self.sections.values()]},
-            code=_WATCHDOG_JS,
-        ))
+        doc.js_on_event(
+            DocumentReady,
+            CustomJS(
+                args={
+                    "banner": self.banner,
+                    "lost_ms": CONTACT_LOST_MS,
+                    "lost_tiles": lost_tiles,
+                    "tiles": [section.tile for section in self.sections.values()],
+                },
+                code=_WATCHDOG_JS,
+            ),
+        )
 
     def render(self, updates: Updates) -> None:
         """Apply one tick's updates; text models are only touched when they changed."""
@@ -271,8 +349,11 @@ class DashboardView:
             self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)
         for signal, rows in updates.sync.items():
             n_rows = len(rows["x"])
-            columns: dict[str, Any] = {**rows, "floor": [SYNC_FLOOR_Z] * n_rows,
-                       "ceiling": [SYNC_CEILING_Z] * n_rows}
+            columns: dict[str, Any] = {
+                **rows,
+                "floor": [SYNC_FLOOR_Z] * n_rows,
+                "ceiling": [SYNC_CEILING_Z] * n_rows,
+            }
             self.sections[signal].sync.stream(columns, rollover=updates.sync_rollover)
         for signal, table in updates.episodes.items():
             self.sections[signal].episodes.data = table

@@ -85,9 +85,7 @@ def describe_failure(exc: BaseException) -> str:
     return "connection lost"
 
 
-async def run_feed(
-    ws_url: str, sink: FeedSink, *, backoff: Backoff | None = None
-) -> None:
+async def run_feed(ws_url: str, sink: FeedSink, *, backoff: Backoff | None = None) -> None:
     """Connect, deliver messages, reconnect on loss; returns only by cancellation."""
     backoff = backoff or Backoff()
     failures = 0

@@ -270,9 +270,20 @@ def _sync(doc: dict[str, Any], session: str, t: float) -> Sync:
     signal = _choice(doc, "signal", DERIVED_SIGNALS)
     if not estimate:
         # The protocol says every number is null without an estimate; never show one.
-        return Sync(session=session, t=t, signal=signal, estimate=False, reason=reason,
-                    r=None, z=None, best_lag_s=None, leader=None, null_z=None, p=None,
-                    state=None)
+        return Sync(
+            session=session,
+            t=t,
+            signal=signal,
+            estimate=False,
+            reason=reason,
+            r=None,
+            z=None,
+            best_lag_s=None,
+            leader=None,
+            null_z=None,
+            p=None,
+            state=None,
+        )
     return Sync(
         session=session,
         t=t,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import socket
 import time
@@ -29,6 +28,7 @@ from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
 from dsp.exceptions import ConfigError
+from server.exposure import is_loopback, is_unspecified
 
 from .app import DashboardView
 from .feed import run_feed, with_token
@@ -48,8 +48,7 @@ class _LiveSession:
 
     __slots__ = ("_doc", "_feed", "_tick")
 
-    def __init__(self, doc: Document, feed: asyncio.Task[None],
-                 tick: PeriodicCallback) -> None:
+    def __init__(self, doc: Document, feed: asyncio.Task[None], tick: PeriodicCallback) -> None:
         self._doc = doc
         self._feed = feed
         self._tick: PeriodicCallback | None = tick
@@ -90,30 +89,15 @@ class DashboardHandle:
             self._server.unlisten()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
-
-
 def _bokeh_origin(origin: str) -> str:
     """``http://host:port`` (a browser Origin) or ``host:port`` -> Bokeh's ``host:port``."""
     if "://" not in origin:
         return origin
     parts = urlsplit(origin)
     if parts.hostname is None:
-        raise ConfigError(f"not an origin: {origin!r}; expected http://host:port",
-                          key="allow_websocket_origins")
+        raise ConfigError(
+            f"not an origin: {origin!r}; expected http://host:port", key="allow_websocket_origins"
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"
 
@@ -193,7 +177,7 @@ def start_dashboard(
     address served (required when ``host`` is ``0.0.0.0`` or ``::``).
     Must be called from a coroutine or callback running on the event loop.
     """
-    if not _is_loopback(host) and not token:
+    if not is_loopback(host) and not token:
         raise ConfigError(
             f"the dashboard is bound to {host!r}, which is reachable from the network; "
             "pass a token (or bind to 127.0.0.1)",
@@ -211,7 +195,7 @@ def start_dashboard(
         port = _free_port(host)
     if allow_websocket_origins:
         origins = [_bokeh_origin(origin) for origin in allow_websocket_origins]
-    elif _is_unspecified(host):
+    elif is_unspecified(host):
         raise ConfigError(
             f"bound to every interface ({host!r}), the dashboard cannot guess which address "
             "browsers will use; pass allow_websocket_origins (e.g. 'myhost:5006')",
@@ -220,11 +204,9 @@ def start_dashboard(
     else:
         # Bokeh's own default names only localhost; a browser opening the printed URL
         # sends the host it was given.
-        origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if _is_loopback(host) else [])
+        origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if is_loopback(host) else [])
     sessions: set[_LiveSession] = set()
-    app = Application(
-        FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions))
-    )
+    app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions)))
     server = Server(
         {APP_PATH: app},
         io_loop=IOLoop.current(),

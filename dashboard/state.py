@@ -75,8 +75,15 @@ _STATUS_LEVEL: dict[str, BadgeLevel] = {
 LAG_CONVENTION = "positive lag = client follows therapist"
 
 # Stand-in until the server's hello arrives: protocol defaults, no signals.
-_BEFORE_HELLO = Hello(session="", t=0.0, mode="live", signals=(), grid_hz=4.0, step_s=1.0,
-                      lag_convention=LAG_CONVENTION)
+_BEFORE_HELLO = Hello(
+    session="",
+    t=0.0,
+    mode="live",
+    signals=(),
+    grid_hz=4.0,
+    step_s=1.0,
+    lag_convention=LAG_CONVENTION,
+)
 
 _STATE_HEADLINE = {"coupled": "Coupled", "anti_phase": "Anti-phase", "decoupled": "Decoupled"}
 
@@ -452,11 +459,18 @@ class DashboardState:
             return _no_estimate(signal, _sentence(sync.reason or "no reason given"))
         if sync.state is None:
             # Numbers exist but the server has not classified them: no state is claimed.
-            return TileView(signal=signal, kind="none", headline="No state yet",
-                            detail=_sentence(sync.reason or "not classified yet"), figures="")
+            return TileView(
+                signal=signal,
+                kind="none",
+                headline="No state yet",
+                detail=_sentence(sync.reason or "not classified yet"),
+                figures="",
+            )
         kind: TileKind = (
-            "coupled" if sync.state == "coupled"
-            else "anti_phase" if sync.state == "anti_phase"
+            "coupled"
+            if sync.state == "coupled"
+            else "anti_phase"
+            if sync.state == "anti_phase"
             else "decoupled"
         )
         return TileView(
@@ -473,26 +487,47 @@ class DashboardState:
             role, _, signal = stream.partition("-")
             label = f"{role.capitalize()} {signal.upper()}"
             if self._connection != "connected":
-                yield BadgeView(stream=stream, label=label, level="unknown", kind="unknown",
-                                detail="no connection to the server")
+                yield BadgeView(
+                    stream=stream,
+                    label=label,
+                    level="unknown",
+                    kind="unknown",
+                    detail="no connection to the server",
+                )
                 continue
             if badge.kind is None:
-                yield BadgeView(stream=stream, label=label, level="unknown", kind="waiting",
-                                detail="no status received yet")
+                yield BadgeView(
+                    stream=stream,
+                    label=label,
+                    level="unknown",
+                    kind="waiting",
+                    detail="no status received yet",
+                )
                 continue
             detail = badge.detail
             if badge.lost:
-                detail = f"{detail}; {badge.lost} samples lost" if detail else (
-                    f"{badge.lost} samples lost")
-            yield BadgeView(stream=stream, label=label, level=_STATUS_LEVEL[badge.kind],
-                            kind=badge.kind.replace("_", " "), detail=detail)
+                detail = (
+                    f"{detail}; {badge.lost} samples lost"
+                    if detail
+                    else (f"{badge.lost} samples lost")
+                )
+            yield BadgeView(
+                stream=stream,
+                label=label,
+                level=_STATUS_LEVEL[badge.kind],
+                kind=badge.kind.replace("_", " "),
+                detail=detail,
+            )
 
     def _header_view(self, *, now_s: float) -> HeaderView:
         detail = self._connection_detail
         if self._connection == "disconnected" and self._retry_at_s is not None:
             wait_s = max(0.0, self._retry_at_s - now_s)
-            detail = f"{detail}; retrying in {wait_s:.0f} s" if detail else (
-                f"retrying in {wait_s:.0f} s")
+            detail = (
+                f"{detail}; retrying in {wait_s:.0f} s"
+                if detail
+                else (f"retrying in {wait_s:.0f} s")
+            )
         hello = self._hello
         return HeaderView(
             session=self._session,

@@ -82,17 +82,22 @@ CSS = """
 def render_header(view: HeaderView) -> str:
     session = (
         f'<span class="session">Session <b>{escape(view.session)}</b>'
-        f'{" · " + escape(view.mode) if view.mode else ""}</span>'
+        f"{' · ' + escape(view.mode) if view.mode else ''}</span>"
         if view.session
         else '<span class="session muted">No session yet</span>'
     )
-    label = {"connected": "Connected", "connecting": "Connecting…",
-             "disconnected": "Disconnected"}[view.connection]
-    detail = f' <span class="muted">{escape(view.connection_detail)}</span>' if (
-        view.connection_detail) else ""
+    label = {"connected": "Connected", "connecting": "Connecting…", "disconnected": "Disconnected"}[
+        view.connection
+    ]
+    detail = (
+        f' <span class="muted">{escape(view.connection_detail)}</span>'
+        if (view.connection_detail)
+        else ""
+    )
     ignored = (
         f' <span class="muted">· {view.ignored_messages} messages ignored</span>'
-        if view.ignored_messages else ""
+        if view.ignored_messages
+        else ""
     )
     return (
         '<div class="header">'
@@ -123,7 +128,7 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
     items = "".join(
         f'<span class="badge level-{b.level}" title="{escape(b.detail)}">'
         f'<span class="dot"></span>{escape(b.label)}: {escape(b.kind)}'
-        f'{" — " + escape(b.detail) if b.level in ("warn", "bad") and b.detail else ""}'
+        f"{' — ' + escape(b.detail) if b.level in ('warn', 'bad') and b.detail else ''}"
         "</span>"
         for b in badges
     )

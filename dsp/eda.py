@@ -391,11 +391,7 @@ class _ScrDetector:
             step = value - previous_value  # NaN at a segment's first sample: no direction
             direction = 1.0 if step > 0 else -1.0 if step < 0 else previous_direction
             turned = direction != previous_direction and previous_direction != 0
-            if (
-                (turned or step == 0)
-                and i > 0
-                and (not visit or visit[-1] != i - 1)
-            ):
+            if (turned or step == 0) and i > 0 and (not visit or visit[-1] != i - 1):
                 visit.append(i - 1)
             previous_value, previous_direction = value, direction
         if not visit or visit[-1] != len(values) - 1:

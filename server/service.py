@@ -33,9 +33,14 @@ log = logging.getLogger(__name__)
 class FrameSource(Protocol):
     """What the service needs from an inlet (``streamer.inlet.SensorInlet`` or a replay)."""
 
-    role: Role
-    signal: SignalKind
-    rate_hz: float
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def signal(self) -> SignalKind: ...
+
+    @property
+    def rate_hz(self) -> float: ...
 
     def poll(self) -> tuple[list[Frame], list[StatusEvent]]: ...
 

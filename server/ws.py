@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import itertools
 import logging
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from dsp.exceptions import ConfigError, ProtocolError
+from server.exposure import is_loopback
 from server.hub import ConsumerQueue, Hub
 from server.protocol import (
     MAX_CLIENT_MESSAGE_BYTES,
@@ -35,15 +35,6 @@ from server.protocol import (
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -61,14 +61,24 @@ class DemoProcess:
 
     def __init__(self, log_path: Path) -> None:
         command = [
-            str(Path(sys.executable).parent / "dyadsync"), "demo", "--no-browser",
-            "--duration", str(DEMO_DURATION_S),
-            "--ws-port", str(_free_port()), "--dashboard-port", str(_free_port()),
+            str(Path(sys.executable).parent / "dyadsync"),
+            "demo",
+            "--no-browser",
+            "--duration",
+            str(DEMO_DURATION_S),
+            "--ws-port",
+            str(_free_port()),
+            "--dashboard-port",
+            str(_free_port()),
         ]
         self._stderr = log_path.open("w")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -91,11 +101,14 @@ class DemoProcess:
                 if line.startswith("Dashboard: http://"):
                     return line.removeprefix("Dashboard: ").strip()
             if self.proc.poll() is not None:
-                pytest.fail(f"dyadsync demo exited with {self.proc.returncode} before printing "
-                            f"its dashboard URL\n{self.output()}")
+                pytest.fail(
+                    f"dyadsync demo exited with {self.proc.returncode} before printing "
+                    f"its dashboard URL\n{self.output()}"
+                )
             time.sleep(0.1)
-        pytest.fail(f"no 'Dashboard: http://...' line within {STARTUP_TIMEOUT_S} s\n"
-                    f"{self.output()}")
+        pytest.fail(
+            f"no 'Dashboard: http://...' line within {STARTUP_TIMEOUT_S} s\n{self.output()}"
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -163,11 +176,22 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
             )
             # The demo has ECG and EDA on both chairs: heart rate plus one EDA signal.
             assert "hr" in signals and len(signals) >= 2, signals
-            wanted = ["header", "stream_badges", "contact_lost"] + [
-                f"{s}_{suffix}" for s in signals
-                for suffix in ("physio", "sync", "physio_therapist", "physio_client", "sync_z",
-                               "episodes")
-            ] + [f"state_{s}" for s in signals]
+            wanted = (
+                ["header", "stream_badges", "contact_lost"]
+                + [
+                    f"{s}_{suffix}"
+                    for s in signals
+                    for suffix in (
+                        "physio",
+                        "sync",
+                        "physio_therapist",
+                        "physio_client",
+                        "sync_z",
+                        "episodes",
+                    )
+                ]
+                + [f"state_{s}" for s in signals]
+            )
             missing = page.evaluate(
                 """(names) => names.filter(
                     (n) => Bokeh.documents[0].get_model_by_name(n) === null)""",
@@ -211,8 +235,10 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
                 assert any(h in tile for h in headlines), tile
 
             if UPDATE_SCREENSHOT:
-                page.wait_for_selector(".tile-coupled, .tile-anti_phase, .tile-decoupled",
-                                       timeout=STATE_FOR_SCREENSHOT_TIMEOUT_S * 1000)
+                page.wait_for_selector(
+                    ".tile-coupled, .tile-anti_phase, .tile-decoupled",
+                    timeout=STATE_FOR_SCREENSHOT_TIMEOUT_S * 1000,
+                )
                 page.wait_for_timeout(10_000)  # some synchrony history next to the state
             artifacts = REPO / "artifacts"
             artifacts.mkdir(exist_ok=True)

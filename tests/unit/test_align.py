@@ -16,7 +16,7 @@ GRID_HZ = 4.0
 
 def grid(first_k: int, n: int, *, offset: float = 0.0, valid: bool = True) -> GridSamples:
     k = np.arange(first_k, first_k + n)
-    return GridSamples(k / GRID_HZ, k * 1.0 + offset, np.full(n, valid))
+    return GridSamples(k / GRID_HZ, k.astype(np.float64) + offset, np.full(n, valid))
 
 
 def test_releases_an_index_only_when_both_people_have_it() -> None:

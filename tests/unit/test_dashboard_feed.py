@@ -20,15 +20,40 @@ from dsp.exceptions import ConfigError
 
 pytestmark = pytest.mark.timeout(30)
 
-HELLO = json.dumps({"v": 1, "type": "hello", "session": "room-1", "t": 10.0, "mode": "live",
-                    "signals": ["hr"], "grid_hz": 4.0, "synchrony": {"step_s": 1.0},
-                    "lag_convention": "positive lag = client follows therapist"})
+HELLO = json.dumps(
+    {
+        "v": 1,
+        "type": "hello",
+        "session": "room-1",
+        "t": 10.0,
+        "mode": "live",
+        "signals": ["hr"],
+        "grid_hz": 4.0,
+        "synchrony": {"step_s": 1.0},
+        "lag_convention": "positive lag = client follows therapist",
+    }
+)
 
 
 def sync_message(t: float) -> str:
-    return json.dumps({"v": 1, "type": "sync", "session": "room-1", "t": t, "signal": "hr",
-                       "estimate": True, "reason": None, "r": 0.5, "z": 0.6, "best_lag_s": 1.0,
-                       "leader": "therapist", "null_z": 2.5, "p": 0.02, "state": "coupled"})
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "sync",
+            "session": "room-1",
+            "t": t,
+            "signal": "hr",
+            "estimate": True,
+            "reason": None,
+            "r": 0.5,
+            "z": 0.6,
+            "best_lag_s": 1.0,
+            "leader": "therapist",
+            "null_z": 2.5,
+            "p": 0.02,
+            "state": "coupled",
+        }
+    )
 
 
 class RecordingSink(DashboardState):
@@ -88,9 +113,15 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         finally:
             task.cancel()
     assert sink.events == [
-        "connecting", "connected", HELLO, sync_message(12.0),
+        "connecting",
+        "connected",
+        HELLO,
+        sync_message(12.0),
         ("disconnected", "server closed the connection", 0.05),
-        "connecting", "connected", HELLO, sync_message(13.0),
+        "connecting",
+        "connected",
+        HELLO,
+        sync_message(13.0),
     ]
     assert paths == ["/ws?token=s3cret", "/ws?token=s3cret"]
     updates = sink.take_updates(now_s=asyncio.get_running_loop().time())
@@ -106,8 +137,9 @@ async def test_unreachable_server_backs_off_exponentially() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sink = RecordingSink()
-    task = asyncio.create_task(run_feed(f"ws://127.0.0.1:{port}/ws", sink,
-                                        backoff=Backoff(initial_s=0.01, max_s=0.04)))
+    task = asyncio.create_task(
+        run_feed(f"ws://127.0.0.1:{port}/ws", sink, backoff=Backoff(initial_s=0.01, max_s=0.04))
+    )
     try:
         await wait_for(lambda: len(sink.events) >= 10)
     finally:
@@ -122,12 +154,12 @@ async def test_refused_handshake_is_reported_with_its_status() -> None:
     def reject(_connection: ServerConnection, _request: Any) -> Response:
         return Response(403, "Forbidden", Headers(), b"")
 
-    async with serve(lambda ws: asyncio.sleep(0), "127.0.0.1", 0,
-                     process_request=reject) as server:
+    async with serve(lambda ws: asyncio.sleep(0), "127.0.0.1", 0, process_request=reject) as server:
         port = server.sockets[0].getsockname()[1]
         sink = RecordingSink()
-        task = asyncio.create_task(run_feed(f"ws://127.0.0.1:{port}/ws", sink,
-                                            backoff=Backoff(initial_s=0.05)))
+        task = asyncio.create_task(
+            run_feed(f"ws://127.0.0.1:{port}/ws", sink, backoff=Backoff(initial_s=0.05))
+        )
         try:
             await wait_for(lambda: any(isinstance(e, tuple) for e in sink.events))
         finally:

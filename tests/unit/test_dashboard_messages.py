@@ -25,24 +25,78 @@ from dashboard.messages import (
 from dsp.exceptions import ProtocolError
 
 # Examples copied from docs/protocol.md.
-HELLO = {"v": 1, "type": "hello", "session": "room-1", "t": 1234.5,
-         "server": "dyadsync 0.1.0", "mode": "live", "signals": ["hr", "scl"], "grid_hz": 4.0,
-         "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
-         "lag_convention": "positive lag = client follows therapist"}
-PHYSIO = {"v": 1, "type": "physio", "session": "room-1", "t": 1236.0, "role": "client",
-          "signal": "hr", "t_s": [1235.25, 1235.5, 1235.75, 1236.0],
-          "values": [71.2, 71.4, None, None], "valid": [True, True, False, False]}
-SYNC = {"v": 1, "type": "sync", "session": "room-1", "t": 1236.0, "signal": "hr",
-        "estimate": True, "reason": None, "r": 0.62, "z": 0.73, "best_lag_s": 2.0,
-        "leader": "therapist", "null_z": 3.1, "p": 0.01, "concordance": 1.2, "state": "coupled"}
-EPISODE = {"v": 1, "type": "episode", "session": "room-1", "t": 1300.0, "signal": "hr",
-           "event": "start", "state": "coupled", "leader": "client"}
-STATUS = {"v": 1, "type": "status", "session": "room-1", "t": 1240.2, "role": "therapist",
-          "signal": "eda", "kind": "stalled", "detail": "no samples for 2.0 s"}
-HEALTH = {"v": 1, "type": "health", "session": "room-1", "t": 1240.0,
-          "streams": {"therapist-ecg": {"received": 51200, "lost": 0, "duplicated": 0,
-                                        "status": "connected"}},
-          "updates_sent": 120, "clients": 1, "dropped_messages": 0}
+HELLO = {
+    "v": 1,
+    "type": "hello",
+    "session": "room-1",
+    "t": 1234.5,
+    "server": "dyadsync 0.1.0",
+    "mode": "live",
+    "signals": ["hr", "scl"],
+    "grid_hz": 4.0,
+    "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+    "lag_convention": "positive lag = client follows therapist",
+}
+PHYSIO = {
+    "v": 1,
+    "type": "physio",
+    "session": "room-1",
+    "t": 1236.0,
+    "role": "client",
+    "signal": "hr",
+    "t_s": [1235.25, 1235.5, 1235.75, 1236.0],
+    "values": [71.2, 71.4, None, None],
+    "valid": [True, True, False, False],
+}
+SYNC = {
+    "v": 1,
+    "type": "sync",
+    "session": "room-1",
+    "t": 1236.0,
+    "signal": "hr",
+    "estimate": True,
+    "reason": None,
+    "r": 0.62,
+    "z": 0.73,
+    "best_lag_s": 2.0,
+    "leader": "therapist",
+    "null_z": 3.1,
+    "p": 0.01,
+    "concordance": 1.2,
+    "state": "coupled",
+}
+EPISODE = {
+    "v": 1,
+    "type": "episode",
+    "session": "room-1",
+    "t": 1300.0,
+    "signal": "hr",
+    "event": "start",
+    "state": "coupled",
+    "leader": "client",
+}
+STATUS = {
+    "v": 1,
+    "type": "status",
+    "session": "room-1",
+    "t": 1240.2,
+    "role": "therapist",
+    "signal": "eda",
+    "kind": "stalled",
+    "detail": "no samples for 2.0 s",
+}
+HEALTH = {
+    "v": 1,
+    "type": "health",
+    "session": "room-1",
+    "t": 1240.0,
+    "streams": {
+        "therapist-ecg": {"received": 51200, "lost": 0, "duplicated": 0, "status": "connected"}
+    },
+    "updates_sent": 120,
+    "clients": 1,
+    "dropped_messages": 0,
+}
 
 
 def encode(doc: dict[str, Any], **changes: Any) -> str:
@@ -51,22 +105,38 @@ def encode(doc: dict[str, Any], **changes: Any) -> str:
 
 def test_documented_examples_decode() -> None:
     hello = decode_message(encode(HELLO))
-    assert hello == Hello(session="room-1", t=1234.5, mode="live", signals=("hr", "scl"),
-                          grid_hz=4.0, step_s=1.0,
-                          lag_convention="positive lag = client follows therapist")
+    assert hello == Hello(
+        session="room-1",
+        t=1234.5,
+        mode="live",
+        signals=("hr", "scl"),
+        grid_hz=4.0,
+        step_s=1.0,
+        lag_convention="positive lag = client follows therapist",
+    )
     physio = decode_message(encode(PHYSIO))
     assert isinstance(physio, Physio)
     assert physio.values == (71.2, 71.4, None, None)
     assert physio.t_s == (1235.25, 1235.5, 1235.75, 1236.0)
     sync = decode_message(encode(SYNC))
     assert isinstance(sync, Sync)
-    assert (sync.state, sync.leader, sync.best_lag_s, sync.null_z) == ("coupled", "therapist",
-                                                                       2.0, 3.1)
+    assert (sync.state, sync.leader, sync.best_lag_s, sync.null_z) == (
+        "coupled",
+        "therapist",
+        2.0,
+        3.1,
+    )
     assert decode_message(encode(EPISODE)) == Episode(
-        session="room-1", t=1300.0, signal="hr", event="start", state="coupled", leader="client")
+        session="room-1", t=1300.0, signal="hr", event="start", state="coupled", leader="client"
+    )
     assert decode_message(encode(STATUS)) == Status(
-        session="room-1", t=1240.2, role="therapist", signal="eda", kind="stalled",
-        detail="no samples for 2.0 s")
+        session="room-1",
+        t=1240.2,
+        role="therapist",
+        signal="eda",
+        kind="stalled",
+        detail="no samples for 2.0 s",
+    )
     health = decode_message(encode(HEALTH))
     assert isinstance(health, Health)
     assert health.streams["therapist-ecg"].received == 51200
@@ -79,15 +149,26 @@ def test_bytes_and_unknown_fields_are_accepted() -> None:
 
 
 def test_error_and_pong_are_known_but_unused() -> None:
-    error = decode_message(encode({"v": 1, "type": "error", "session": "room-1", "t": 1.0,
-                                   "code": "bad_message", "detail": "x"}))
+    error = decode_message(
+        encode(
+            {
+                "v": 1,
+                "type": "error",
+                "session": "room-1",
+                "t": 1.0,
+                "code": "bad_message",
+                "detail": "x",
+            }
+        )
+    )
     assert error == Other(session="room-1", t=1.0, type="error")
 
 
 def test_invalid_sample_never_carries_a_number() -> None:
     # valid=false with a number, and valid=true with null: neither may be plotted.
-    message = decode_message(encode(PHYSIO, values=[71.2, 99.0, None, 70.0],
-                                    valid=[True, False, True, True]))
+    message = decode_message(
+        encode(PHYSIO, values=[71.2, 99.0, None, 70.0], valid=[True, False, True, True])
+    )
     assert isinstance(message, Physio)
     assert message.values == (71.2, None, None, 70.0)
 
@@ -96,8 +177,15 @@ def test_no_estimate_drops_every_number() -> None:
     message = decode_message(encode(SYNC, estimate=False, reason="gap"))
     assert isinstance(message, Sync)
     assert message.reason == "gap"
-    assert (message.r, message.z, message.null_z, message.p, message.best_lag_s,
-            message.leader, message.state) == (None,) * 7
+    assert (
+        message.r,
+        message.z,
+        message.null_z,
+        message.p,
+        message.best_lag_s,
+        message.leader,
+        message.state,
+    ) == (None,) * 7
 
 
 @pytest.mark.parametrize(
@@ -139,8 +227,9 @@ def test_no_estimate_drops_every_number() -> None:
         ("x" * (2 << 20), "malformed"),
     ],
 )
-def test_nonconforming_messages_are_ignored_with_a_category(raw: str | bytes,
-                                                             category: str) -> None:
+def test_nonconforming_messages_are_ignored_with_a_category(
+    raw: str | bytes, category: str
+) -> None:
     with pytest.raises(MessageIgnored) as info:
         decode_message(raw)
     assert info.value.category == category
@@ -150,8 +239,7 @@ def test_nonconforming_messages_are_ignored_with_a_category(raw: str | bytes,
 def test_estimate_without_state_keeps_its_numbers() -> None:
     message = decode_message(encode(SYNC, state=None, reason="null warming up", null_z=None))
     assert isinstance(message, Sync)
-    assert (message.estimate, message.state, message.z, message.null_z) == (True, None, 0.73,
-                                                                             None)
+    assert (message.estimate, message.state, message.z, message.null_z) == (True, None, 0.73, None)
 
 
 def test_hello_keeps_only_known_signals() -> None:
@@ -160,14 +248,20 @@ def test_hello_keeps_only_known_signals() -> None:
     assert hello.signals == ("hr", "phasic")
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
-))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_json_never_crashes(doc: Any) -> None:
-    for candidate in (doc, {**SYNC, "r": doc}, {**PHYSIO, "values": doc}, {**HEALTH,
-                                                                              "streams": doc}):
+    for candidate in (
+        doc,
+        {**SYNC, "r": doc},
+        {**PHYSIO, "values": doc},
+        {**HEALTH, "streams": doc},
+    ):
         # Either a typed message or MessageIgnored: any other exception fails the test.
         with contextlib.suppress(MessageIgnored):
             decode_message(json.dumps(candidate))

@@ -18,9 +18,19 @@ from dsp.exceptions import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 
-HELLO = json.dumps({"v": 1, "type": "hello", "session": "room-1", "t": 10.0, "mode": "live",
-                    "signals": ["hr"], "grid_hz": 4.0, "synchrony": {"step_s": 1.0},
-                    "lag_convention": "positive lag = client follows therapist"})
+HELLO = json.dumps(
+    {
+        "v": 1,
+        "type": "hello",
+        "session": "room-1",
+        "t": 10.0,
+        "mode": "live",
+        "signals": ["hr"],
+        "grid_hz": 4.0,
+        "synchrony": {"step_s": 1.0},
+        "lag_convention": "positive lag = client follows therapist",
+    }
+)
 
 
 async def pull_document(url: str) -> Document:

@@ -18,43 +18,117 @@ from dsp.exceptions import ConfigError
 T0 = 1000.0
 
 
-def hello(session: str = "room-1", *, t: float = T0, signals: tuple[str, ...] = ("hr", "scl"),
-          grid_hz: float = 4.0) -> str:
-    return json.dumps({"v": 1, "type": "hello", "session": session, "t": t, "mode": "live",
-                       "signals": list(signals), "grid_hz": grid_hz,
-                       "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
-                       "lag_convention": "positive lag = client follows therapist"})
+def hello(
+    session: str = "room-1",
+    *,
+    t: float = T0,
+    signals: tuple[str, ...] = ("hr", "scl"),
+    grid_hz: float = 4.0,
+) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "hello",
+            "session": session,
+            "t": t,
+            "mode": "live",
+            "signals": list(signals),
+            "grid_hz": grid_hz,
+            "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+            "lag_convention": "positive lag = client follows therapist",
+        }
+    )
 
 
-def physio(t_s: list[float], values: list[float | None], *, role: str = "therapist",
-           signal: str = "hr", session: str = "room-1") -> str:
-    return json.dumps({"v": 1, "type": "physio", "session": session, "t": t_s[-1],
-                       "role": role, "signal": signal, "t_s": t_s, "values": values,
-                       "valid": [v is not None for v in values]})
+def physio(
+    t_s: list[float],
+    values: list[float | None],
+    *,
+    role: str = "therapist",
+    signal: str = "hr",
+    session: str = "room-1",
+) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "physio",
+            "session": session,
+            "t": t_s[-1],
+            "role": role,
+            "signal": signal,
+            "t_s": t_s,
+            "values": values,
+            "valid": [v is not None for v in values],
+        }
+    )
 
 
 def sync(t: float, *, signal: str = "hr", **fields: Any) -> str:
-    doc = {"v": 1, "type": "sync", "session": "room-1", "t": t, "signal": signal,
-           "estimate": True, "reason": None, "r": 0.62, "z": 0.73, "best_lag_s": 2.0,
-           "leader": "therapist", "null_z": 3.1, "p": 0.01, "concordance": 1.2,
-           "state": "coupled"}
+    doc = {
+        "v": 1,
+        "type": "sync",
+        "session": "room-1",
+        "t": t,
+        "signal": signal,
+        "estimate": True,
+        "reason": None,
+        "r": 0.62,
+        "z": 0.73,
+        "best_lag_s": 2.0,
+        "leader": "therapist",
+        "null_z": 3.1,
+        "p": 0.01,
+        "concordance": 1.2,
+        "state": "coupled",
+    }
     doc.update(fields)
     return json.dumps(doc)
 
 
 def no_estimate(t: float, reason: str = "warming up") -> str:
-    return sync(t, estimate=False, reason=reason, r=None, z=None, best_lag_s=None,
-                leader=None, null_z=None, p=None, concordance=None, state=None)
+    return sync(
+        t,
+        estimate=False,
+        reason=reason,
+        r=None,
+        z=None,
+        best_lag_s=None,
+        leader=None,
+        null_z=None,
+        p=None,
+        concordance=None,
+        state=None,
+    )
 
 
 def episode(t: float, event: str, state: str = "coupled") -> str:
-    return json.dumps({"v": 1, "type": "episode", "session": "room-1", "t": t, "signal": "hr",
-                       "event": event, "state": state, "leader": "therapist"})
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "episode",
+            "session": "room-1",
+            "t": t,
+            "signal": "hr",
+            "event": event,
+            "state": state,
+            "leader": "therapist",
+        }
+    )
 
 
 def status(kind: str, *, role: str = "client", signal: str = "eda", detail: str = "") -> str:
-    return json.dumps({"v": 1, "type": "status", "session": "room-1", "t": T0, "role": role,
-                       "signal": signal, "kind": kind, "detail": detail})
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "status",
+            "session": "room-1",
+            "t": T0,
+            "role": role,
+            "signal": signal,
+            "kind": kind,
+            "detail": detail,
+        }
+    )
 
 
 def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
@@ -67,7 +141,8 @@ def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
 
 def same(a: list[float], b: list[float]) -> bool:
     return len(a) == len(b) and all(
-        (math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+        (math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_physio_rows_are_elapsed_ms_and_invalid_samples_are_nan() -> None:
@@ -82,8 +157,9 @@ def test_physio_rows_are_elapsed_ms_and_invalid_samples_are_nan() -> None:
 
 
 def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
-    state = connected(hello(), physio([1000.25, 1000.5], [70.0, 71.0]),
-                      physio([1001.5, 1001.75], [72.0, 73.0]))  # 1000.75..1001.25 missing
+    state = connected(
+        hello(), physio([1000.25, 1000.5], [70.0, 71.0]), physio([1001.5, 1001.75], [72.0, 73.0])
+    )  # 1000.75..1001.25 missing
     rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
     assert same(rows["y"], [70.0, 71.0, math.nan, 72.0, 73.0])
     for attempt in range(3):  # one gap however many reconnect attempts fail
@@ -97,8 +173,9 @@ def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
 
 
 def test_repeated_or_backward_samples_are_dropped_and_counted() -> None:
-    state = connected(hello(), physio([1000.25, 1000.5], [70.0, 71.0]),
-                      physio([1000.5, 1000.75], [99.0, 72.0]))
+    state = connected(
+        hello(), physio([1000.25, 1000.5], [70.0, 71.0]), physio([1000.5, 1000.75], [99.0, 72.0])
+    )
     rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
     assert rows["y"] == [70.0, 71.0, 72.0]
     assert state.ignored == {"out_of_order_samples": 1}
@@ -129,8 +206,13 @@ def test_malformed_and_foreign_messages_are_counted_not_applied() -> None:
     )
     updates = state.take_updates(now_s=0.0)
     assert updates.physio == {} and updates.sync == {}
-    assert state.ignored == {"wrong_session": 2, "not_json": 1, "unknown_version": 1,
-                             "unknown_type": 1, "malformed": 1}
+    assert state.ignored == {
+        "wrong_session": 2,
+        "not_json": 1,
+        "unknown_version": 1,
+        "unknown_type": 1,
+        "malformed": 1,
+    }
     assert updates.header.ignored_messages == 6
 
 
@@ -160,16 +242,25 @@ def test_tile_shows_state_leader_and_figures() -> None:
 @pytest.mark.parametrize(
     ("fields", "kind", "headline", "detail"),
     [
-        ({"state": "anti_phase", "leader": "client", "best_lag_s": -1.5},
-         "anti_phase", "Anti-phase", "Client leads by 1.5 s"),
-        ({"state": "decoupled", "leader": None, "best_lag_s": 0.0},
-         "decoupled", "Decoupled", "No clear leader"),
+        (
+            {"state": "anti_phase", "leader": "client", "best_lag_s": -1.5},
+            "anti_phase",
+            "Anti-phase",
+            "Client leads by 1.5 s",
+        ),
+        (
+            {"state": "decoupled", "leader": None, "best_lag_s": 0.0},
+            "decoupled",
+            "Decoupled",
+            "No clear leader",
+        ),
         ({"leader": "client", "best_lag_s": 2.0}, "coupled", "Coupled", "Lead unclear"),
         ({"best_lag_s": None}, "coupled", "Coupled", "No clear leader"),
     ],
 )
-def test_tile_states_and_lead(fields: dict[str, Any], kind: str, headline: str,
-                              detail: str) -> None:
+def test_tile_states_and_lead(
+    fields: dict[str, Any], kind: str, headline: str, detail: str
+) -> None:
     tile = connected(hello(), sync(1001.0, **fields)).take_updates(now_s=0.0).tiles["hr"]
     assert (tile.kind, tile.headline, tile.detail) == (kind, headline, detail)
 
@@ -179,7 +270,11 @@ def test_no_estimate_is_greyed_with_the_reason() -> None:
     updates = state.take_updates(now_s=0.0)
     tile = updates.tiles["hr"]
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
-        "none", "No estimate", "Signal quality too low", "")
+        "none",
+        "No estimate",
+        "Signal quality too low",
+        "",
+    )
     state.feed(no_estimate(1002.0, "electrode off"), now_s=0.0)  # not a documented reason
     assert state.take_updates(now_s=0.0).tiles["hr"].detail == "Electrode off"
     assert same(updates.sync["hr"]["z"], [math.nan])
@@ -191,7 +286,11 @@ def test_estimate_without_state_is_plotted_but_claims_no_state() -> None:
     updates = state.take_updates(now_s=0.0)
     tile = updates.tiles["hr"]
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
-        "none", "No state yet", "Estimating the chance level", "")
+        "none",
+        "No state yet",
+        "Estimating the chance level",
+        "",
+    )
     assert updates.sync["hr"]["z"] == [0.73]
     assert same(updates.sync["hr"]["null_z"], [math.nan])
 
@@ -212,23 +311,47 @@ def test_tile_goes_stale_and_disconnection_greys_everything() -> None:
 
 
 def test_badges_follow_status_and_health() -> None:
-    health = json.dumps({"v": 1, "type": "health", "session": "room-1", "t": T0,
-                         "streams": {"therapist-ecg": {"received": 10, "lost": 3,
-                                                       "status": "connected"},
-                                     "alien-xyz": {"status": "connected"}},
-                         "dropped_messages": 0})
-    state = connected(hello(), status("stalled", detail="no samples for 2.0 s"), health,
-                      status("mismatch", role="therapist", signal="eda"))
+    health = json.dumps(
+        {
+            "v": 1,
+            "type": "health",
+            "session": "room-1",
+            "t": T0,
+            "streams": {
+                "therapist-ecg": {"received": 10, "lost": 3, "status": "connected"},
+                "alien-xyz": {"status": "connected"},
+            },
+            "dropped_messages": 0,
+        }
+    )
+    state = connected(
+        hello(),
+        status("stalled", detail="no samples for 2.0 s"),
+        health,
+        status("mismatch", role="therapist", signal="eda"),
+    )
     badges = {b.stream: b for b in state.take_updates(now_s=0.0).badges}
     assert list(badges) == ["therapist-ecg", "therapist-eda", "client-ecg", "client-eda"]
-    assert (badges["client-eda"].level, badges["client-eda"].kind,
-            badges["client-eda"].detail) == ("warn", "stalled", "no samples for 2.0 s")
+    assert (badges["client-eda"].level, badges["client-eda"].kind, badges["client-eda"].detail) == (
+        "warn",
+        "stalled",
+        "no samples for 2.0 s",
+    )
     assert (badges["therapist-ecg"].level, badges["therapist-ecg"].detail) == (
-        "ok", "3 samples lost")
+        "ok",
+        "3 samples lost",
+    )
     assert badges["therapist-eda"].level == "bad"
     assert badges["client-ecg"].kind == "waiting"
-    recovered = json.dumps({"v": 1, "type": "health", "session": "room-1", "t": T0 + 2,
-                            "streams": {"client-eda": {"status": "connected"}}})
+    recovered = json.dumps(
+        {
+            "v": 1,
+            "type": "health",
+            "session": "room-1",
+            "t": T0 + 2,
+            "streams": {"client-eda": {"status": "connected"}},
+        }
+    )
     state.feed(recovered, now_s=0.0)
     badges = {b.stream: b for b in state.take_updates(now_s=0.0).badges}
     assert (badges["client-eda"].level, badges["client-eda"].detail) == ("ok", "")
@@ -237,15 +360,24 @@ def test_badges_follow_status_and_health() -> None:
 def test_episodes_shade_from_start_to_end_and_open_ones_grow() -> None:
     state = connected(hello(), sync(1001.0), episode(1001.0, "start"), sync(1002.0))
     assert state.take_updates(now_s=0.0).episodes["hr"] == {
-        "left": [1000.0], "right": [2000.0], "state": ["coupled"]}
+        "left": [1000.0],
+        "right": [2000.0],
+        "state": ["coupled"],
+    }
     state.feed(sync(1003.0), now_s=0.0)
     assert state.take_updates(now_s=0.0).episodes["hr"]["right"] == [3000.0]
     # A new start closes the open episode; an end closes the last one.
-    for raw in (episode(1004.0, "start", "anti_phase"), sync(1005.0), episode(1006.0, "end",
-                                                                              "anti_phase")):
+    for raw in (
+        episode(1004.0, "start", "anti_phase"),
+        sync(1005.0),
+        episode(1006.0, "end", "anti_phase"),
+    ):
         state.feed(raw, now_s=0.0)
     assert state.take_updates(now_s=0.0).episodes["hr"] == {
-        "left": [1000.0, 4000.0], "right": [4000.0, 6000.0], "state": ["coupled", "anti_phase"]}
+        "left": [1000.0, 4000.0],
+        "right": [4000.0, 6000.0],
+        "state": ["coupled", "anti_phase"],
+    }
     state.feed(sync(1007.0), now_s=0.0)
     assert "hr" not in state.take_updates(now_s=0.0).episodes  # nothing open: unchanged
 
@@ -262,10 +394,13 @@ def _drain(state: DashboardState, chunks: list[list[str]]) -> dict[str, list[flo
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.floats(40, 180)), min_size=1, max_size=60),
-       st.lists(st.integers(1, 8), min_size=1, max_size=30))
-def test_columns_do_not_depend_on_batching_or_tick_timing(values: list[float | None],
-                                                          cuts: list[int]) -> None:
+@given(
+    st.lists(st.one_of(st.none(), st.floats(40, 180)), min_size=1, max_size=60),
+    st.lists(st.integers(1, 8), min_size=1, max_size=30),
+)
+def test_columns_do_not_depend_on_batching_or_tick_timing(
+    values: list[float | None], cuts: list[int]
+) -> None:
     t_s = [T0 + (k + 1) / 4 for k in range(len(values))]
     one_batch = [[physio(t_s, values, role="client")]]
     batches: list[list[str]] = []
@@ -273,7 +408,7 @@ def test_columns_do_not_depend_on_batching_or_tick_timing(values: list[float | N
     for size in cuts * len(values):
         if i >= len(values):
             break
-        batches.append([physio(t_s[i:i + size], values[i:i + size], role="client")])
+        batches.append([physio(t_s[i : i + size], values[i : i + size], role="client")])
         i += size
     expected = _drain(connected(hello()), one_batch)
     got = _drain(connected(hello()), batches)
@@ -289,6 +424,8 @@ def test_history_must_be_positive() -> None:
 
 def test_pure_parts_do_not_import_bokeh() -> None:
     # The message and state logic must stay importable (and testable) without Bokeh.
-    code = ("import sys, dashboard.messages, dashboard.state, dashboard.views; "
-            "assert 'bokeh' not in sys.modules and 'tornado' not in sys.modules")
+    code = (
+        "import sys, dashboard.messages, dashboard.state, dashboard.views; "
+        "assert 'bokeh' not in sys.modules and 'tornado' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

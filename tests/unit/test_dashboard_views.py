@@ -18,40 +18,83 @@ T0 = 1000.0
 
 
 def test_server_text_is_escaped() -> None:
-    html = render_tile(TileView(signal="hr", kind="none", headline="No estimate",
-                                detail="<script>alert(1)</script>", figures=""))
+    html = render_tile(
+        TileView(
+            signal="hr",
+            kind="none",
+            headline="No estimate",
+            detail="<script>alert(1)</script>",
+            figures="",
+        )
+    )
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert 'class="tile tile-none"' in html
-    badges = render_badges((BadgeView(stream="client-eda", label="Client EDA", level="warn",
-                                      kind="stalled", detail='"><b>x</b>'),))
+    badges = render_badges(
+        (
+            BadgeView(
+                stream="client-eda",
+                label="Client EDA",
+                level="warn",
+                kind="stalled",
+                detail='"><b>x</b>',
+            ),
+        )
+    )
     assert "<b>x</b>" not in badges
-    header = render_header(HeaderView(session="<i>room</i>", mode="live", connection="connected",
-                                      connection_detail="", lag_convention="positive lag",
-                                      ignored_messages=0))
+    header = render_header(
+        HeaderView(
+            session="<i>room</i>",
+            mode="live",
+            connection="connected",
+            connection_detail="",
+            lag_convention="positive lag",
+            ignored_messages=0,
+        )
+    )
     assert "<i>room</i>" not in header
 
 
 def test_header_says_connection_state_and_lag_convention() -> None:
-    header = render_header(HeaderView(session="room-1", mode="replay",
-                                      connection="disconnected",
-                                      connection_detail="server not reachable; retrying in 3 s",
-                                      lag_convention="positive lag = client follows therapist",
-                                      ignored_messages=2))
-    for text in ("room-1", "replay", "Disconnected", "retrying in 3 s",
-                 "positive lag = client follows therapist", "2 messages ignored"):
+    header = render_header(
+        HeaderView(
+            session="room-1",
+            mode="replay",
+            connection="disconnected",
+            connection_detail="server not reachable; retrying in 3 s",
+            lag_convention="positive lag = client follows therapist",
+            ignored_messages=2,
+        )
+    )
+    for text in (
+        "room-1",
+        "replay",
+        "Disconnected",
+        "retrying in 3 s",
+        "positive lag = client follows therapist",
+        "2 messages ignored",
+    ):
         assert text in header
-    before_hello = render_header(HeaderView(
-        session=None, mode=None, connection="connecting", connection_detail="",
-        lag_convention="x", ignored_messages=0))
+    before_hello = render_header(
+        HeaderView(
+            session=None,
+            mode=None,
+            connection="connecting",
+            connection_detail="",
+            lag_convention="x",
+            ignored_messages=0,
+        )
+    )
     assert "No session yet" in before_hello and "Connecting" in before_hello
     assert "ignored" not in before_hello
 
 
 def test_badge_shows_problem_detail_inline_only_when_not_ok() -> None:
-    ok = BadgeView(stream="therapist-ecg", label="Therapist ECG", level="ok", kind="connected",
-                   detail="fine")
-    bad = BadgeView(stream="client-eda", label="Client EDA", level="bad", kind="missing",
-                    detail="not found")
+    ok = BadgeView(
+        stream="therapist-ecg", label="Therapist ECG", level="ok", kind="connected", detail="fine"
+    )
+    bad = BadgeView(
+        stream="client-eda", label="Client EDA", level="bad", kind="missing", detail="not found"
+    )
     html = render_badges((ok, bad))
     assert "Therapist ECG: connected</span>" in html
     assert "Client EDA: missing — not found" in html
@@ -69,15 +112,35 @@ def _view_after(*messages: str) -> tuple[DashboardView, Document]:
     return view, doc
 
 
-HELLO = json.dumps({"v": 1, "type": "hello", "session": "room-1", "t": T0, "mode": "live",
-                    "signals": ["hr"], "grid_hz": 4.0, "synchrony": {"step_s": 1.0},
-                    "lag_convention": "positive lag = client follows therapist"})
+HELLO = json.dumps(
+    {
+        "v": 1,
+        "type": "hello",
+        "session": "room-1",
+        "t": T0,
+        "mode": "live",
+        "signals": ["hr"],
+        "grid_hz": 4.0,
+        "synchrony": {"step_s": 1.0},
+        "lag_convention": "positive lag = client follows therapist",
+    }
+)
 
 
 def _physio(role: str, t_s: list[float], values: list[float | None]) -> str:
-    return json.dumps({"v": 1, "type": "physio", "session": "room-1", "t": t_s[-1], "role": role,
-                       "signal": "hr", "t_s": t_s, "values": values,
-                       "valid": [v is not None for v in values]})
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "physio",
+            "session": "room-1",
+            "t": t_s[-1],
+            "role": role,
+            "signal": "hr",
+            "t_s": t_s,
+            "values": values,
+            "valid": [v is not None for v in values],
+        }
+    )
 
 
 def _source(doc: Document, name: str) -> ColumnDataSource:
@@ -89,14 +152,41 @@ def _source(doc: Document, name: str) -> ColumnDataSource:
 
 
 def test_named_models_exist_and_receive_rows() -> None:
-    sync = json.dumps({"v": 1, "type": "sync", "session": "room-1", "t": 1001.0,
-                       "signal": "hr", "estimate": True, "reason": None, "r": 0.5, "z": 0.6,
-                       "best_lag_s": -1.0, "leader": "client", "null_z": 2.5, "p": 0.02,
-                       "state": "coupled"})
-    view, doc = _view_after(HELLO, _physio("therapist", [1000.25, 1000.5], [70.0, None]),
-                            _physio("client", [1000.25], [80.0]), sync)
-    for name in ("header", "stream_badges", "state_hr", "hr_physio", "hr_sync",
-                 "hr_episodes", "section_hr", "state_scl", "hr_sync_strength"):
+    sync = json.dumps(
+        {
+            "v": 1,
+            "type": "sync",
+            "session": "room-1",
+            "t": 1001.0,
+            "signal": "hr",
+            "estimate": True,
+            "reason": None,
+            "r": 0.5,
+            "z": 0.6,
+            "best_lag_s": -1.0,
+            "leader": "client",
+            "null_z": 2.5,
+            "p": 0.02,
+            "state": "coupled",
+        }
+    )
+    view, doc = _view_after(
+        HELLO,
+        _physio("therapist", [1000.25, 1000.5], [70.0, None]),
+        _physio("client", [1000.25], [80.0]),
+        sync,
+    )
+    for name in (
+        "header",
+        "stream_badges",
+        "state_hr",
+        "hr_physio",
+        "hr_sync",
+        "hr_episodes",
+        "section_hr",
+        "state_scl",
+        "hr_sync_strength",
+    ):
         assert doc.get_model_by_name(name) is not None, name
     therapist = _source(doc, "hr_physio_therapist").data
     assert list(therapist["x"]) == [250.0, 500.0]
