@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Must happen before pylsl loads liblsl (the subcommands import it lazily).
+    os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "streamer" / "lsl_api.cfg"))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -142,7 +144,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _streams(args: argparse.Namespace) -> int:
     from streamer.discovery import describe_streams
-
     from streamer.session import load_session
 
     session = load_session(args.session) if args.session is not None else None
