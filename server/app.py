@@ -16,12 +16,11 @@ from urllib.parse import quote
 import pylsl
 
 from dsp.pipeline import SOURCE_OF, DyadPipeline, PipelineConfig
-from dsp.synchrony import SynchronyConfig
 from server.hub import Hub
 from server.protocol import MessageFactory
 from server.service import FrameSource, RunSummary, SessionService
 from server.ws import WebsocketConfig, WebsocketEndpoint
-from streamer.session import SessionConfig
+from streamer.session import SessionConfig, synchrony_config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,14 +35,14 @@ class ServeOptions:
 
 def pipeline_config(session: SessionConfig) -> PipelineConfig:
     """The session's ``[synchrony]`` table as pipeline + engine settings."""
-    settings = dict(session.synchrony)
-    grid_hz = float(settings.pop("grid_hz", 4.0))
     # Synchronise what the session records (the pipeline's defaults, minus missing signals).
     sync_signals = tuple(
         d for d in PipelineConfig().sync_signals if SOURCE_OF[d] in session.signals
     )
     return PipelineConfig(
-        grid_hz=grid_hz, sync_signals=sync_signals, synchrony=SynchronyConfig(**settings)
+        grid_hz=float(session.synchrony["grid_hz"]),
+        sync_signals=sync_signals,
+        synchrony=synchrony_config(session.synchrony),
     )
 
 

@@ -26,6 +26,7 @@ every :class:`ConfigError` names the file, the key, the bad value and what is al
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dsp.exceptions import ConfigError
+from dsp.synchrony import SynchronyConfig
 from dsp.types import Role, SignalKind
 from streamer.devices import (
     DeviceConfig,
@@ -115,17 +117,33 @@ def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
             "grid_hz", default=DEFAULT_SYNCHRONY["grid_hz"], minimum=0.0, exclusive_minimum=True
         ),
     }
-    # Further settings belong to the server's estimators: passed on as given (scalars only,
-    # so the mapping stays immutable), validated there.
+    # Further settings configure the synchrony engine (z_cap and the nested [synchrony.*]
+    # tables); they are validated now, so a typo stops the session before it starts.
+    allowed = {f.name for f in dataclasses.fields(SynchronyConfig)} | set(values)
     for key, value in raw.items():
         if key in values:
             continue
-        if not isinstance(value, str | int | float | bool):
+        if key not in allowed:
             raise section.error(
-                key, f"value {value!r} is not allowed; allowed: a number, string or boolean"
+                key, f"unknown key; allowed keys here: {', '.join(sorted(allowed))}"
             )
-        values[key] = value
-    return MappingProxyType(values)
+        values[key] = MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
+    frozen = MappingProxyType(values)
+    try:
+        synchrony_config(frozen)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path=section.source) from None
+    return frozen
+
+
+def synchrony_config(settings: Mapping[str, Any]) -> SynchronyConfig:
+    """The engine configuration of a session's ``[synchrony]`` table (``grid_hz`` aside)."""
+    engine: dict[str, Any] = {
+        key: dict(value) if isinstance(value, Mapping) else value
+        for key, value in settings.items()
+        if key != "grid_hz"
+    }
+    return SynchronyConfig(**engine)
 
 
 def _sensor(

@@ -57,6 +57,11 @@ class Section:
         self._prefix = prefix
         self._seen: set[str] = set()
 
+    @property
+    def source(self) -> str:
+        """The file (or "<inline>") this table was read from."""
+        return self._source
+
     def key(self, name: str) -> str:
         return f"{self._prefix}.{name}" if self._prefix else name
 
