@@ -119,6 +119,8 @@ def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
     }
     # Further settings configure the synchrony engine (z_cap and the nested [synchrony.*]
     # tables); they are validated now, so a typo stops the session before it starts.
+    if "z_cap" in raw:
+        values["z_cap"] = section.number("z_cap", minimum=0.0, exclusive_minimum=True)
     allowed = {f.name for f in dataclasses.fields(SynchronyConfig)} | set(values)
     for key, value in raw.items():
         if key in values:
@@ -127,7 +129,9 @@ def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
             raise section.error(
                 key, f"unknown key; allowed keys here: {', '.join(sorted(allowed))}"
             )
-        values[key] = MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
+        if not isinstance(value, Mapping):
+            raise section.error(key, f"value {value!r} is not allowed; allowed: a table")
+        values[key] = MappingProxyType(dict(value))
     frozen = MappingProxyType(values)
     try:
         synchrony_config(frozen)

@@ -34,7 +34,7 @@ window_s = 20
 lag_s = 4.0
 step_s = 0.5
 grid_hz = 8
-surrogates = 199
+z_cap = 8.0
 """
 
 MY_DEVICE = """\
@@ -64,7 +64,7 @@ def test_good_session_loads(tmp_path) -> None:
     assert client_ecg.source_id is None and client_ecg.name_pattern == "Polar H10 B2*"
     assert session.sensor(Role.CLIENT, SignalKind.EDA).device.name == "mydevice"
     assert dict(session.synchrony) == {
-        "window_s": 20.0, "lag_s": 4.0, "step_s": 0.5, "grid_hz": 8.0, "surrogates": 199,
+        "window_s": 20.0, "lag_s": 4.0, "step_s": 0.5, "grid_hz": 8.0, "z_cap": 8.0,
     }  # fmt: skip
     with pytest.raises(TypeError):
         session.synchrony["window_s"] = 1.0  # type: ignore[index]
@@ -124,8 +124,10 @@ def _replace(old: str, new: str) -> str:
          ["25.0", "smaller than window_s = 20.0"]),
         (_replace("grid_hz = 8", 'grid_hz = "fast"'), "synchrony.grid_hz",
          ["'fast'", "finite number"]),
-        (_replace("surrogates = 199", "surrogates = [1, 2]"), "synchrony.surrogates",
-         ["[1, 2]", "allowed: a number, string or boolean"]),
+        (_replace("z_cap = 8.0", "z_cap = [1, 2]"), "synchrony.z_cap",
+         ["[1, 2]", "finite number"]),
+        (_replace("z_cap = 8.0", "surrogates = 99"), "synchrony.surrogates",
+         ["99", "allowed: a table"]),
         (_replace('source_id = "custom-7"', 'source_id = "polar-A1"'), "client.eda.source_id",
          ["'polar-A1'", "therapist.ecg", "allowed: one stream per person"]),
         (_replace('name = "Polar H10 B2*"', 'nmae = "Polar H10 B2*"'), "client.ecg.nmae",
