@@ -235,11 +235,11 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
                 assert any(h in tile for h in headlines), tile
 
             if UPDATE_SCREENSHOT:
+                # The demo scenario's first episode (therapist leads) is the picture we want.
                 page.wait_for_selector(
-                    ".tile-coupled, .tile-anti_phase, .tile-decoupled",
-                    timeout=STATE_FOR_SCREENSHOT_TIMEOUT_S * 1000,
+                    ".tile-coupled", timeout=STATE_FOR_SCREENSHOT_TIMEOUT_S * 1000
                 )
-                page.wait_for_timeout(10_000)  # some synchrony history next to the state
+                page.wait_for_timeout(20_000)  # some synchrony history next to the state
             artifacts = REPO / "artifacts"
             artifacts.mkdir(exist_ok=True)
             screenshot = artifacts / "dashboard.png"
