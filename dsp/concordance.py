@@ -26,6 +26,7 @@ import numpy as np
 
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray
+from dsp.validation import require_finite_positive
 from dsp.xcorr import samples_in
 
 __all__ = ["ConcordanceConfig", "ConcordanceResult", "StreamingConcordance", "concordance_index"]
@@ -41,12 +42,11 @@ class ConcordanceConfig:
     clip: float = 5.0
 
     def __post_init__(self) -> None:
-        for key in ("slope_window_s", "correlation_window_s", "index_window_s", "clip"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(
-                    f"{key} must be finite and > 0, got {value!r}", key=f"concordance.{key}"
-                )
+        require_finite_positive(
+            self,
+            ("slope_window_s", "correlation_window_s", "index_window_s", "clip"),
+            section="concordance",
+        )
 
 
 def _log_ratio(positive_sum: float, negative_sum: float, clip: float) -> float:

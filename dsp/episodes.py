@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from dsp.exceptions import ConfigError
+from dsp.validation import require_finite_non_negative
 
 __all__ = [
     "CoregulationSummary",
@@ -91,11 +92,7 @@ class EpisodeConfig:
             )
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in (0, 1], got {self.alpha!r}", key="episodes.alpha")
-        if not (math.isfinite(self.min_duration_s) and self.min_duration_s >= 0):
-            raise ConfigError(
-                f"min_duration_s must be finite and >= 0, got {self.min_duration_s!r}",
-                key="episodes.min_duration_s",
-            )
+        require_finite_non_negative(self, ("min_duration_s",), section="episodes")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dsp.exceptions import ConfigError
+from dsp.validation import require_finite_non_negative, require_finite_positive
 
 __all__ = ["LagLeader", "LeadLagConfig", "RateLimitedLag", "leader_of_lag"]
 
@@ -40,16 +40,8 @@ class LeadLagConfig:
     dead_zone_s: float = 0.5
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.max_rate_s_per_s) and self.max_rate_s_per_s > 0):
-            raise ConfigError(
-                f"max_rate_s_per_s must be finite and > 0, got {self.max_rate_s_per_s!r}",
-                key="lead_lag.max_rate_s_per_s",
-            )
-        if not (math.isfinite(self.dead_zone_s) and self.dead_zone_s >= 0):
-            raise ConfigError(
-                f"dead_zone_s must be finite and >= 0, got {self.dead_zone_s!r}",
-                key="lead_lag.dead_zone_s",
-            )
+        require_finite_positive(self, ("max_rate_s_per_s",), section="lead_lag")
+        require_finite_non_negative(self, ("dead_zone_s",), section="lead_lag")
 
 
 def leader_of_lag(lag_s: float, dead_zone_s: float) -> LagLeader:

@@ -43,6 +43,7 @@ import numpy as np
 
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, IntArray
+from dsp.validation import require_finite_positive
 from dsp.xcorr import DEFAULT_Z_CAP, fisher_z_capped
 
 __all__ = [
@@ -88,12 +89,9 @@ class SurrogateConfig:
                 f"{self.n_surrogates!r}; use >= 99 for p = 0.01",
                 key="surrogates.n_surrogates",
             )
-        for key in ("min_shift_s", "history_s", "min_spacing_s"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(
-                    f"{key} must be finite and > 0, got {value!r}", key=f"surrogates.{key}"
-                )
+        require_finite_positive(
+            self, ("min_shift_s", "history_s", "min_spacing_s"), section="surrogates"
+        )
         if not 0.0 < self.min_valid_fraction <= 1.0:
             raise ConfigError(
                 f"min_valid_fraction must be in (0, 1], got {self.min_valid_fraction!r}",

@@ -51,6 +51,7 @@ from dsp.significance import (
 )
 from dsp.sliding_buffer import SlidingBuffer
 from dsp.types import BoolArray, FloatArray, IntArray, Role
+from dsp.validation import require_finite_positive
 from dsp.xcorr import (
     DEFAULT_Z_CAP,
     LaggedComoments,
@@ -138,10 +139,7 @@ class SynchronyConfig:
             raise ConfigError(
                 f"step_s must be in (0, window_s] s, got {self.step_s!r}", key="synchrony.step_s"
             )
-        if not (math.isfinite(self.z_cap) and self.z_cap > 0):
-            raise ConfigError(
-                f"z_cap must be finite and > 0, got {self.z_cap!r}", key="synchrony.z_cap"
-            )
+        require_finite_positive(self, ("z_cap",), section="synchrony")
         for name, kind in (
             ("surrogates", SurrogateConfig),
             ("episodes", EpisodeConfig),

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.exceptions import ConfigError
 from dsp.types import FloatArray
+from dsp.validation import require_at_least, require_finite_positive
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,21 +48,18 @@ class ClockConfig:
     resync_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for key in (
-            "correction_interval_s",
-            "offset_jump_s",
-            "backward_jump_s",
-            "forward_jump_s",
-            "dejitter_halftime_s",
-            "resync_s",
-        ):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"value {value!r} is not allowed; allowed: > 0", key=key)
-        if self.offset_window < 1:
-            raise ConfigError(
-                f"value {self.offset_window!r} is not allowed; allowed: >= 1", key="offset_window"
-            )
+        require_finite_positive(
+            self,
+            (
+                "correction_interval_s",
+                "offset_jump_s",
+                "backward_jump_s",
+                "forward_jump_s",
+                "dejitter_halftime_s",
+                "resync_s",
+            ),
+        )
+        require_at_least(self, ("offset_window",), 1)
 
 
 class OffsetTracker:

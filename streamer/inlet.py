@@ -32,8 +32,9 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError
 
-from dsp.exceptions import ConfigError, StreamNotFoundError
+from dsp.exceptions import StreamNotFoundError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
+from dsp.validation import require_at_least, require_finite_positive
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
 from streamer.devices import DeviceConfig, StreamMeta, glob_match, stream_meta
 from streamer.session import SessionConfig
@@ -69,24 +70,21 @@ class InletConfig:
     clock: ClockConfig = field(default_factory=ClockConfig)
 
     def __post_init__(self) -> None:
-        for key in (
-            "max_stall_s",
-            "stall_intervals",
-            "min_stall_s",
-            "watch_interval_s",
-            "resolve_timeout_s",
-            "connect_timeout_s",
-            "pull_timeout_s",
-            "bad_sample_report_s",
-            "missing_after_s",
-        ):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"value {value!r} is not allowed; allowed: > 0", key=key)
-        for key in ("max_buflen_s", "max_queue_chunks", "max_messages_per_poll"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"value {getattr(self, key)!r} is not allowed; allowed: >= 1",
-                                  key=key)  # fmt: skip
+        require_finite_positive(
+            self,
+            (
+                "max_stall_s",
+                "stall_intervals",
+                "min_stall_s",
+                "watch_interval_s",
+                "resolve_timeout_s",
+                "connect_timeout_s",
+                "pull_timeout_s",
+                "bad_sample_report_s",
+                "missing_after_s",
+            ),
+        )
+        require_at_least(self, ("max_buflen_s", "max_queue_chunks", "max_messages_per_poll"), 1)
 
     def stall_after_s(self, rate_hz: float, chunk_samples: int) -> float:
         """Silence after which the stream counts as stalled."""
