@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import pylsl
 
 from streamer.devices import DeviceConfig, StreamMeta, builtin_device_configs, stream_meta
-from streamer.inlet import check_stream, full_stream_meta, stream_wanted
+from streamer.inlet import check_stream, full_stream_meta
 from streamer.session import SensorSource, SessionConfig
 
 _GENERIC = "generic"
@@ -34,17 +34,6 @@ def _sensor_label(sensor: SensorSource) -> str:
     return f"{sensor.role.value} {sensor.signal.value}"
 
 
-def _accepts(sensor: SensorSource, meta: StreamMeta) -> bool:
-    return stream_wanted(
-        meta,
-        role=sensor.role,
-        signal=sensor.signal,
-        device=sensor.device,
-        source_id=sensor.source_id,
-        name_pattern=sensor.name_pattern,
-    )
-
-
 def format_streams(
     metas: Sequence[StreamMeta],
     session: SessionConfig | None,
@@ -58,7 +47,7 @@ def format_streams(
     rows = []
     for meta in sorted(metas, key=lambda m: (m.name, m.source_id)):
         if session is not None:
-            roles = [_sensor_label(s) for s in session.sensors if _accepts(s, meta)]
+            roles = [_sensor_label(s) for s in session.sensors if s.accepts(meta)]
         else:  # without a session only a stream that declares its role has one
             declared = meta.desc.get("dyadsync/role")
             roles = [f"{declared} (declared)"] if declared else []
@@ -91,7 +80,7 @@ def _session_report(metas: Sequence[StreamMeta], session: SessionConfig) -> list
     lines = [f"session {session.source} (room {session.room!r}):"]
     problems = 0
     for sensor in session.sensors:
-        serving = [meta for meta in metas if _accepts(sensor, meta)]
+        serving = [meta for meta in metas if sensor.accepts(meta)]
         label = _sensor_label(sensor)
         if not serving:
             problems += 1

@@ -20,6 +20,7 @@ the role, signal and device config.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import queue
@@ -36,8 +37,8 @@ from dsp.exceptions import StreamNotFoundError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
 from dsp.validation import require_at_least, require_finite_positive
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
-from streamer.devices import DeviceConfig, StreamMeta, glob_match, stream_meta
-from streamer.session import SessionConfig
+from streamer.devices import DeviceConfig, StreamMeta, stream_meta
+from streamer.session import SensorSource, SessionConfig
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,28 +134,6 @@ def check_stream(
     return spec.unit_conflict(meta, channel)
 
 
-def stream_wanted(
-    meta: StreamMeta,
-    *,
-    role: Role,
-    signal: SignalKind,
-    device: DeviceConfig,
-    source_id: str | None,
-    name_pattern: str | None,
-) -> bool:
-    """Is ``meta`` the stream searched for (before judging its shape with
-    :func:`check_stream`)? By exact ``source_id`` if given; otherwise it must match the
-    device config, ``name_pattern`` if given, and must not declare another role."""
-    if source_id is not None:
-        return meta.source_id == source_id
-    if name_pattern is not None and not glob_match(name_pattern, meta.name):
-        return False
-    declared_role = meta.desc.get("dyadsync/role")
-    if declared_role is not None and declared_role != role.value:
-        return False
-    return device.matches(meta, signal=signal)
-
-
 def full_stream_meta(info: pylsl.StreamInfo, *, timeout_s: float) -> StreamMeta | None:
     """Metadata including ``desc`` (a resolve returns the stream's info without it; a
     short-lived inlet fetches it). None if the stream vanished meanwhile."""
@@ -208,15 +187,11 @@ class _Acquisition:
         "_config",
         "_current_uid",
         "_dead_uids",
-        "_device",
         "_lock",
         "_meta_cache",
-        "_name_pattern",
         "_outbox",
         "_reported",
-        "_role",
-        "_signal",
-        "_source_id",
+        "_sensor",
         "_stop",
         "_threads",
         "connected_meta",
@@ -226,21 +201,9 @@ class _Acquisition:
     )
 
     def __init__(
-        self,
-        *,
-        role: Role,
-        signal: SignalKind,
-        device: DeviceConfig,
-        source_id: str | None,
-        name_pattern: str | None,
-        config: InletConfig,
-        clock: Callable[[], float],
+        self, *, sensor: SensorSource, config: InletConfig, clock: Callable[[], float]
     ) -> None:
-        self._role = role
-        self._signal = signal
-        self._device = device
-        self._source_id = source_id
-        self._name_pattern = name_pattern
+        self._sensor = sensor
         self._config = config
         self._clock = clock
         self._outbox: queue.Queue[_Message] = queue.Queue(maxsize=config.max_queue_chunks)
@@ -251,13 +214,13 @@ class _Acquisition:
         self._reported: set[str] = set()
         self._dead_uids: set[str] = set()
         self._current_uid: str | None = None
-        self.expected_channel_count: int | None = device.spec(signal).channel_count
+        self.expected_channel_count: int | None = sensor.device.spec(sensor.signal).channel_count
         self.expected_rate_hz: float | None = None
         # Set by the puller when a connection is made (read by other threads: one atomic
         # attribute assignment, never mutated in place).
         self.connected_meta: StreamMeta | None = None
         self.last_problem: str | None = None  # latest mismatch, for "not found" messages
-        label = f"dyadsync-inlet-{role.value}-{signal.value}"
+        label = f"dyadsync-inlet-{sensor.role.value}-{sensor.signal.value}"
         self._threads = (
             threading.Thread(target=self._watch, name=f"{label}-watch", daemon=True),
             threading.Thread(target=self._pull, name=f"{label}-pull", daemon=True),
@@ -297,29 +260,18 @@ class _Acquisition:
         """Streams we could use. ``minimum=2`` waits the whole timeout so that a second
         stream with our source_id is seen; ``minimum=1`` returns as soon as one appears."""
         timeout = self._config.resolve_timeout_s
-        if self._source_id is not None:
+        if self._sensor.source_id is not None:
             infos = pylsl.resolve_byprop(
-                "source_id", self._source_id, minimum=minimum, timeout=timeout
+                "source_id", self._sensor.source_id, minimum=minimum, timeout=timeout
             )
         else:
             infos = pylsl.resolve_streams(wait_time=timeout)
         found = []
         for info in infos:
             meta = self._full_meta(info)
-            if meta is not None and self._wanted(meta):
+            if meta is not None and self._sensor.accepts(meta):
                 found.append((info, meta))
         return tuple(found)
-
-    def _wanted(self, meta: StreamMeta) -> bool:
-        """Is this stream a candidate (before checking its shape)?"""
-        return stream_wanted(
-            meta,
-            role=self._role,
-            signal=self._signal,
-            device=self._device,
-            source_id=self._source_id,
-            name_pattern=self._name_pattern,
-        )
 
     def _full_meta(self, info: pylsl.StreamInfo) -> StreamMeta | None:
         uid = stream_meta(info).uid
@@ -357,7 +309,8 @@ class _Acquisition:
         if not candidates:
             return None
         if len(candidates) > 1:
-            ident = self._source_id or self._name_pattern or self._device.name
+            sensor = self._sensor
+            ident = sensor.source_id or sensor.name_pattern or sensor.device.name
             self._report_once(
                 "dup:" + ",".join(sorted(meta.uid for _, meta in candidates)),
                 f"{len(candidates)} streams claim {ident!r}; "
@@ -369,8 +322,8 @@ class _Acquisition:
             return None
         problem = check_stream(
             meta,
-            self._device,
-            self._signal,
+            self._sensor.device,
+            self._sensor.signal,
             expected_channel_count=self.expected_channel_count,
             expected_rate_hz=self.expected_rate_hz,
         )
@@ -460,7 +413,7 @@ class _Acquisition:
         self.connected_meta = meta
         if meta.source_id:
             # From now on follow this stream by its source_id (reconnect, duplicates).
-            self._source_id = meta.source_id
+            self._sensor = dataclasses.replace(self._sensor, source_id=meta.source_id)
         self._send(_Connected(meta, offset))
         return inlet, meta.uid
 
@@ -541,15 +494,10 @@ class SensorInlet:
         self._bad_reported_at = -math.inf
         self._pieces: list[Frame] = []
         self._missing_reported = False
-        self._acq = _Acquisition(
-            role=role,
-            signal=signal,
-            device=device,
-            source_id=source_id,
-            name_pattern=name_pattern,
-            config=self.config,
-            clock=clock,
+        sensor = SensorSource(
+            role=role, signal=signal, device=device, source_id=source_id, name_pattern=name_pattern
         )
+        self._acq = _Acquisition(sensor=sensor, config=self.config, clock=clock)
 
     @property
     def connected(self) -> bool:

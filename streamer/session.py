@@ -38,8 +38,10 @@ from dsp.synchrony import SynchronyConfig
 from dsp.types import Role, SignalKind
 from streamer.devices import (
     DeviceConfig,
+    StreamMeta,
     builtin_device_configs,
     device_config_by_name,
+    glob_match,
     reject_unknown_keys,
 )
 from streamer.tomlconfig import Section, read_toml
@@ -79,6 +81,20 @@ class SensorSource:
         else:
             how = f"desc role {self.role.value!r}"
         return f"{self.role.value} {self.signal.value}: device {self.device.name!r}, {how}"
+
+    def accepts(self, meta: StreamMeta) -> bool:
+        """Is ``meta`` the stream searched for (before judging its shape with
+        :func:`streamer.inlet.check_stream`)? By exact ``source_id`` if given; otherwise it
+        must match the device config, ``name_pattern`` if given, and must not declare
+        another role."""
+        if self.source_id is not None:
+            return meta.source_id == self.source_id
+        if self.name_pattern is not None and not glob_match(self.name_pattern, meta.name):
+            return False
+        declared_role = meta.desc.get("dyadsync/role")
+        if declared_role is not None and declared_role != self.role.value:
+            return False
+        return self.device.matches(meta, signal=self.signal)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

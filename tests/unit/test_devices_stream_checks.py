@@ -10,7 +10,8 @@ import pytest
 from dsp.exceptions import ConfigError
 from dsp.types import Role, SignalKind
 from streamer.devices import StreamMeta, builtin_device_configs
-from streamer.inlet import InletConfig, check_stream, stream_wanted
+from streamer.inlet import InletConfig, check_stream
+from streamer.session import SensorSource
 
 CONFIGS = builtin_device_configs()
 SIM = CONFIGS["dyadsync_simulator"]
@@ -28,13 +29,14 @@ def _sim_meta(role: str = "therapist", **changes: Any) -> StreamMeta:
 
 
 def _wanted(meta: StreamMeta, *, role=Role.THERAPIST, source_id=None, name_pattern=None):
-    return stream_wanted(
-        meta, role=role, signal=SignalKind.ECG, device=SIM, source_id=source_id,
+    sensor = SensorSource(
+        role=role, signal=SignalKind.ECG, device=SIM, source_id=source_id,
         name_pattern=name_pattern,
     )  # fmt: skip
+    return sensor.accepts(meta)
 
 
-def test_stream_wanted_by_source_id_name_or_declared_role() -> None:
+def test_sensor_accepts_by_source_id_name_or_declared_role() -> None:
     meta = _sim_meta()
     assert _wanted(meta, source_id="p-therapist-ecg")
     assert not _wanted(meta, source_id="p-client-ecg")
