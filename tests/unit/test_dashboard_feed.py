@@ -4,7 +4,6 @@ the sink, a lost server is reported and reconnected with backoff, the token is s
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import socket
 from typing import Any
@@ -17,43 +16,11 @@ from websockets.http11 import Response
 from dashboard.feed import Backoff, describe_failure, run_feed, with_token
 from dashboard.state import DashboardState
 from dsp.exceptions import ConfigError
+from tests.unit.dashboard_helpers import hello, sync
 
 pytestmark = pytest.mark.timeout(30)
 
-HELLO = json.dumps(
-    {
-        "v": 1,
-        "type": "hello",
-        "session": "room-1",
-        "t": 10.0,
-        "mode": "live",
-        "signals": ["hr"],
-        "grid_hz": 4.0,
-        "synchrony": {"step_s": 1.0},
-        "lag_convention": "positive lag = client follows therapist",
-    }
-)
-
-
-def sync_message(t: float) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "sync",
-            "session": "room-1",
-            "t": t,
-            "signal": "hr",
-            "estimate": True,
-            "reason": None,
-            "r": 0.5,
-            "z": 0.6,
-            "best_lag_s": 1.0,
-            "leader": "therapist",
-            "null_z": 2.5,
-            "p": 0.02,
-            "state": "coupled",
-        }
-    )
+HELLO = hello(t=10.0, signals=("hr",))
 
 
 class RecordingSink(DashboardState):
@@ -98,7 +65,7 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         assert ws.request is not None
         paths.append(ws.request.path)
         await ws.send(HELLO)
-        await ws.send(sync_message(11.0 + connections))
+        await ws.send(sync(11.0 + connections))
         if connections == 1:
             return  # closing the first connection: the client must come back
         await ws.wait_closed()  # keep the second one open until the test ends
@@ -109,19 +76,19 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         url = with_token(f"ws://127.0.0.1:{port}/ws", "s3cret")
         task = asyncio.create_task(run_feed(url, sink, backoff=Backoff(initial_s=0.05)))
         try:
-            await wait_for(lambda: connections == 2 and sink.events[-1] == sync_message(13.0))
+            await wait_for(lambda: connections == 2 and sink.events[-1] == sync(13.0))
         finally:
             task.cancel()
     assert sink.events == [
         "connecting",
         "connected",
         HELLO,
-        sync_message(12.0),
+        sync(12.0),
         ("disconnected", "server closed the connection", 0.05),
         "connecting",
         "connected",
         HELLO,
-        sync_message(13.0),
+        sync(13.0),
     ]
     assert paths == ["/ws?token=s3cret", "/ws?token=s3cret"]
     updates = sink.take_updates(now_s=asyncio.get_running_loop().time())
@@ -129,7 +96,7 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
     # One session kept across the reconnect, with a gap (NaN row) where it was lost.
     assert updates.sync["hr"]["x"] == [2000.0, 2000.0, 3000.0]
     z = updates.sync["hr"]["z"]
-    assert z[0] == z[2] == 0.6 and math.isnan(z[1])
+    assert z[0] == z[2] == 0.73 and math.isnan(z[1])
 
 
 async def test_unreachable_server_backs_off_exponentially() -> None:

@@ -4,7 +4,6 @@ websocket feed, the token is enforced, stop() releases everything."""
 from __future__ import annotations
 
 import asyncio
-import json
 from urllib.parse import parse_qsl
 
 import pytest
@@ -15,22 +14,11 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from dashboard.serve import _bokeh_origin, start_dashboard
 from dsp.exceptions import ConfigError
+from tests.unit.dashboard_helpers import hello
 
 pytestmark = pytest.mark.timeout(60)
 
-HELLO = json.dumps(
-    {
-        "v": 1,
-        "type": "hello",
-        "session": "room-1",
-        "t": 10.0,
-        "mode": "live",
-        "signals": ["hr"],
-        "grid_hz": 4.0,
-        "synchrony": {"step_s": 1.0},
-        "lag_convention": "positive lag = client follows therapist",
-    }
-)
+HELLO = hello(t=10.0, signals=("hr",))
 
 
 async def pull_document(url: str) -> Document:

@@ -14,75 +14,7 @@ from hypothesis import strategies as st
 
 from dashboard.state import DashboardState, Updates
 from dsp.exceptions import ConfigError
-
-T0 = 1000.0
-
-
-def hello(
-    session: str = "room-1",
-    *,
-    t: float = T0,
-    signals: tuple[str, ...] = ("hr", "scl"),
-    grid_hz: float = 4.0,
-) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "hello",
-            "session": session,
-            "t": t,
-            "mode": "live",
-            "signals": list(signals),
-            "grid_hz": grid_hz,
-            "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
-            "lag_convention": "positive lag = client follows therapist",
-        }
-    )
-
-
-def physio(
-    t_s: list[float],
-    values: list[float | None],
-    *,
-    role: str = "therapist",
-    signal: str = "hr",
-    session: str = "room-1",
-) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "physio",
-            "session": session,
-            "t": t_s[-1],
-            "role": role,
-            "signal": signal,
-            "t_s": t_s,
-            "values": values,
-            "valid": [v is not None for v in values],
-        }
-    )
-
-
-def sync(t: float, *, signal: str = "hr", **fields: Any) -> str:
-    doc = {
-        "v": 1,
-        "type": "sync",
-        "session": "room-1",
-        "t": t,
-        "signal": signal,
-        "estimate": True,
-        "reason": None,
-        "r": 0.62,
-        "z": 0.73,
-        "best_lag_s": 2.0,
-        "leader": "therapist",
-        "null_z": 3.1,
-        "p": 0.01,
-        "concordance": 1.2,
-        "state": "coupled",
-    }
-    doc.update(fields)
-    return json.dumps(doc)
+from tests.unit.dashboard_helpers import T0, connected, hello, physio, sync
 
 
 def no_estimate(t: float, reason: str = "warming up") -> str:
@@ -129,14 +61,6 @@ def status(kind: str, *, role: str = "client", signal: str = "eda", detail: str 
             "detail": detail,
         }
     )
-
-
-def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
-    state = DashboardState()
-    state.on_connected()
-    for raw in messages:
-        state.feed(raw, now_s=now_s)
-    return state
 
 
 def same(a: list[float], b: list[float]) -> bool:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 from bokeh.document import Document
@@ -13,8 +12,7 @@ from bokeh.models.widgets.markups import Div
 from dashboard.app import DashboardView
 from dashboard.state import BadgeView, DashboardState, HeaderView, TileView
 from dashboard.views import render_badges, render_header, render_tile
-
-T0 = 1000.0
+from tests.unit.dashboard_helpers import connected, hello, physio, sync
 
 
 def test_server_text_is_escaped() -> None:
@@ -100,47 +98,15 @@ def test_badge_shows_problem_detail_inline_only_when_not_ok() -> None:
     assert "Client EDA: missing — not found" in html
 
 
+HELLO = hello(signals=("hr",))
+
+
 def _view_after(*messages: str) -> tuple[DashboardView, Document]:
-    state = DashboardState()
-    state.on_connected()
-    for raw in messages:
-        state.feed(raw, now_s=0.0)
     view = DashboardView()
     doc = Document()
     view.attach(doc)
-    view.render(state.take_updates(now_s=0.0))
+    view.render(connected(*messages).take_updates(now_s=0.0))
     return view, doc
-
-
-HELLO = json.dumps(
-    {
-        "v": 1,
-        "type": "hello",
-        "session": "room-1",
-        "t": T0,
-        "mode": "live",
-        "signals": ["hr"],
-        "grid_hz": 4.0,
-        "synchrony": {"step_s": 1.0},
-        "lag_convention": "positive lag = client follows therapist",
-    }
-)
-
-
-def _physio(role: str, t_s: list[float], values: list[float | None]) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "physio",
-            "session": "room-1",
-            "t": t_s[-1],
-            "role": role,
-            "signal": "hr",
-            "t_s": t_s,
-            "values": values,
-            "valid": [v is not None for v in values],
-        }
-    )
 
 
 def _source(doc: Document, name: str) -> ColumnDataSource:
@@ -152,29 +118,11 @@ def _source(doc: Document, name: str) -> ColumnDataSource:
 
 
 def test_named_models_exist_and_receive_rows() -> None:
-    sync = json.dumps(
-        {
-            "v": 1,
-            "type": "sync",
-            "session": "room-1",
-            "t": 1001.0,
-            "signal": "hr",
-            "estimate": True,
-            "reason": None,
-            "r": 0.5,
-            "z": 0.6,
-            "best_lag_s": -1.0,
-            "leader": "client",
-            "null_z": 2.5,
-            "p": 0.02,
-            "state": "coupled",
-        }
-    )
     view, doc = _view_after(
         HELLO,
-        _physio("therapist", [1000.25, 1000.5], [70.0, None]),
-        _physio("client", [1000.25], [80.0]),
-        sync,
+        physio([1000.25, 1000.5], [70.0, None]),
+        physio([1000.25], [80.0], role="client"),
+        sync(1001.0, best_lag_s=-1.0, leader="client", null_z=2.5),
     )
     for name in (
         "header",
@@ -205,13 +153,10 @@ def test_named_models_exist_and_receive_rows() -> None:
 
 def test_sources_are_independent_and_reset_clears_them() -> None:
     # Bokeh's stream() extends column lists in place: sources must not share lists.
-    view, doc = _view_after(HELLO, _physio("therapist", [1000.25], [70.0]))
+    view, doc = _view_after(HELLO, physio([1000.25], [70.0]))
     assert list(_source(doc, "hr_physio_client").data["y"]) == []
     assert list(_source(doc, "scl_physio_therapist").data["y"]) == []
-    state = DashboardState()
-    state.on_connected()
-    state.feed(HELLO.replace("room-1", "room-2"), now_s=0.0)
-    view.render(state.take_updates(now_s=0.0))
+    view.render(connected(hello("room-2", signals=("hr",))).take_updates(now_s=0.0))
     assert list(_source(doc, "hr_physio_therapist").data["y"]) == []
 
 

@@ -1,0 +1,89 @@
+"""Protocol-v1 messages as the server sends them, and a connected DashboardState fed with
+them: shared by the dashboard tests (state, views, feed, serve)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dashboard.state import DashboardState
+
+T0 = 1000.0
+
+
+def hello(
+    session: str = "room-1",
+    *,
+    t: float = T0,
+    signals: tuple[str, ...] = ("hr", "scl"),
+    grid_hz: float = 4.0,
+) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "hello",
+            "session": session,
+            "t": t,
+            "mode": "live",
+            "signals": list(signals),
+            "grid_hz": grid_hz,
+            "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+            "lag_convention": "positive lag = client follows therapist",
+        }
+    )
+
+
+def physio(
+    t_s: list[float],
+    values: list[float | None],
+    *,
+    role: str = "therapist",
+    signal: str = "hr",
+    session: str = "room-1",
+) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "physio",
+            "session": session,
+            "t": t_s[-1],
+            "role": role,
+            "signal": signal,
+            "t_s": t_s,
+            "values": values,
+            "valid": [v is not None for v in values],
+        }
+    )
+
+
+def sync(t: float, *, signal: str = "hr", **fields: Any) -> str:
+    """A coupled estimate (therapist leads by 2 s, z 0.73 over a null of 3.1); ``fields``
+    override any key."""
+    doc = {
+        "v": 1,
+        "type": "sync",
+        "session": "room-1",
+        "t": t,
+        "signal": signal,
+        "estimate": True,
+        "reason": None,
+        "r": 0.62,
+        "z": 0.73,
+        "best_lag_s": 2.0,
+        "leader": "therapist",
+        "null_z": 3.1,
+        "p": 0.01,
+        "concordance": 1.2,
+        "state": "coupled",
+    }
+    doc.update(fields)
+    return json.dumps(doc)
+
+
+def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
+    """A state whose websocket is up and that has been fed ``messages``."""
+    state = DashboardState()
+    state.on_connected()
+    for raw in messages:
+        state.feed(raw, now_s=now_s)
+    return state
