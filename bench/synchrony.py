@@ -44,8 +44,10 @@ def _windows(n: int, fs_hz: float) -> tuple[int, int, int, int]:
     return win, lag, inc, -(-(n - win - lag + 1) // inc)
 
 
-def naive_per_lag(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
-    """rMEA's loop: for every window and every lag, a fresh Pearson correlation."""
+def _per_lag(
+    a: FloatArray, b: FloatArray, fs_hz: float, pearson: Callable[[FloatArray, FloatArray], float]
+) -> FloatArray:
+    """rMEA's loop: for every window and every lag, ``pearson`` of a fresh pair of slices."""
     win, lag, inc, n_windows = _windows(a.size, fs_hz)
     out = np.empty((n_windows, 2 * lag + 1))
     for w in range(n_windows):
@@ -53,23 +55,28 @@ def naive_per_lag(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
         for j, k in enumerate(range(-lag, lag + 1)):
             x = a[s + max(-k, 0) : s + max(-k, 0) + win]
             y = b[s + max(k, 0) : s + max(k, 0) + win]
-            out[w, j] = np.corrcoef(x, y)[0, 1]
+            out[w, j] = pearson(x, y)
     return np.arctanh(out)
+
+
+def _corrcoef(x: FloatArray, y: FloatArray) -> float:
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _centred_dots(x: FloatArray, y: FloatArray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    return float((x @ y) / np.sqrt((x @ x) * (y @ y)))
+
+
+def naive_per_lag(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
+    """rMEA's loop with ``np.corrcoef`` per lag, as rMEA calls ``cor``."""
+    return _per_lag(a, b, fs_hz, _corrcoef)
 
 
 def naive_per_lag_dots(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
     """The same loop with Pearson written out as centred dot products."""
-    win, lag, inc, n_windows = _windows(a.size, fs_hz)
-    out = np.empty((n_windows, 2 * lag + 1))
-    for w in range(n_windows):
-        s = w * inc
-        for j, k in enumerate(range(-lag, lag + 1)):
-            x = a[s + max(-k, 0) : s + max(-k, 0) + win]
-            y = b[s + max(k, 0) : s + max(k, 0) + win]
-            x = x - x.mean()
-            y = y - y.mean()
-            out[w, j] = (x @ y) / np.sqrt((x @ x) * (y @ y))
-    return np.arctanh(out)
+    return _per_lag(a, b, fs_hz, _centred_dots)
 
 
 def naive_vectorised(a: FloatArray, b: FloatArray, fs_hz: float) -> FloatArray:
