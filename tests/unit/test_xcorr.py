@@ -79,29 +79,24 @@ def test_streaming_any_chunking_equals_batch_and_direct(
     a[rng.uniform(size=n) < bad_fraction / 2] = np.nan
     b[rng.uniform(size=n) < bad_fraction / 2] = np.inf
     fs_hz = 4.0
-    window_s, lag_s, step_s = win / fs_hz, lag / fs_hz, inc / fs_hz
     expected = direct_table(a, b, win=win, lag=lag, inc=inc, valid=valid)
 
-    stream = StreamingCrossCorrelation(
-        fs_hz,
-        window_s=window_s,
-        lag_s=lag_s,
-        step_s=step_s,
-        fisher_z=False,
-        recompute_every=recompute_every,
-    )
+    def fresh() -> StreamingCrossCorrelation:
+        return StreamingCrossCorrelation(
+            fs_hz,
+            window_s=win / fs_hz,
+            lag_s=lag / fs_hz,
+            step_s=inc / fs_hz,
+            fisher_z=False,
+            recompute_every=recompute_every,
+        )
+
+    stream = fresh()
     parts = [stream.push(a[s], b[s], valid=valid[s]) for s in _chunks(n, cuts)]
     streamed = np.vstack([p.values for p in parts])
     starts = np.concatenate([p.window_start_s for p in parts])
 
-    batch = StreamingCrossCorrelation(
-        fs_hz,
-        window_s=window_s,
-        lag_s=lag_s,
-        step_s=step_s,
-        fisher_z=False,
-        recompute_every=recompute_every,
-    ).push(a, b, valid=valid)
+    batch = fresh().push(a, b, valid=valid)
     assert streamed.shape == expected.shape == batch.values.shape
     np.testing.assert_array_equal(np.isnan(streamed), np.isnan(expected))
     np.testing.assert_allclose(streamed, expected, atol=1e-9, rtol=0)
