@@ -72,21 +72,39 @@ def _inlet(inlets: list[SensorInlet], device: DeviceConfig, source_id: str) -> S
     return inlet
 
 
+def _streaming(
+    outlets: list[OutletProcess],
+    inlets: list[SensorInlet],
+    device: DeviceConfig,
+    label: str,
+    *,
+    samples: int,
+) -> tuple[str, OutletProcess, InletWatch]:
+    """A fresh source_id, its outlet and a watched inlet, once ``samples`` have arrived."""
+    sid = unique_source_id(label)
+    outlet = _start(outlets, sid)
+    watch = InletWatch(_inlet(inlets, device, sid))
+    watch.until(lambda: watch.samples() > samples, timeout_s=15)
+    return sid, outlet, watch
+
+
+def _seconds_until(watch: InletWatch, kind: StatusKind, *, timeout_s: float) -> float:
+    """Seconds from now (just after the test disturbed the stream) to the first ``kind``."""
+    now = watch.until(lambda: True, timeout_s=1)
+    found_at = watch.until(lambda: watch.first(kind) is not None, timeout_s=timeout_s)
+    return found_at - now
+
+
 def _counters(watch: InletWatch, segment: int | None = None) -> np.ndarray:
     parts = [f.counters for f in watch.frames if segment is None or f.segment == segment]
     return np.concatenate([p for p in parts if p is not None]) if parts else np.empty(0, np.int64)
 
 
 def test_sigkill_and_restart_reconnects_by_itself(outlets, inlets, device) -> None:
-    sid = unique_source_id("kill")
-    outlet = _start(outlets, sid)
-    watch = InletWatch(_inlet(inlets, device, sid))
-    watch.until(lambda: watch.samples() > 50, timeout_s=15)
+    sid, outlet, watch = _streaming(outlets, inlets, device, "kill", samples=50)
 
     outlet.kill()
-    killed_at = watch.until(lambda: True, timeout_s=1)
-    stalled_at = watch.until(lambda: watch.first(StatusKind.STALLED) is not None, timeout_s=5)
-    assert stalled_at - killed_at <= 2.0
+    assert _seconds_until(watch, StatusKind.STALLED, timeout_s=5) <= 2.0
 
     restart = _start(outlets, sid)
     restarted_at = watch.until(lambda: True, timeout_s=1)
@@ -102,15 +120,10 @@ def test_sigkill_and_restart_reconnects_by_itself(outlets, inlets, device) -> No
 
 
 def test_sigstop_sigcont_stalls_then_resumes_without_loss(outlets, inlets, device) -> None:
-    sid = unique_source_id("stop")
-    outlet = _start(outlets, sid)
-    watch = InletWatch(_inlet(inlets, device, sid))
-    watch.until(lambda: watch.samples() > 50, timeout_s=15)
+    _, outlet, watch = _streaming(outlets, inlets, device, "stop", samples=50)
 
     outlet.pause()
-    paused_at = watch.until(lambda: True, timeout_s=1)
-    stalled_at = watch.until(lambda: watch.first(StatusKind.STALLED) is not None, timeout_s=5)
-    assert stalled_at - paused_at <= 2.0
+    assert _seconds_until(watch, StatusKind.STALLED, timeout_s=5) <= 2.0
     watch.run(1.0)
     outlet.resume()
     watch.until(lambda: watch.first(StatusKind.RECOVERED) is not None, timeout_s=5)
@@ -129,29 +142,19 @@ def test_sigstop_sigcont_stalls_then_resumes_without_loss(outlets, inlets, devic
     ("change", "reported"), [({"channels": 3}, "3 channels"), ({"rate": 250.0}, "250 Hz")]
 )
 def test_restart_with_other_shape_is_reported(outlets, inlets, device, change, reported) -> None:
-    sid = unique_source_id("shape")
-    outlet = _start(outlets, sid)
-    watch = InletWatch(_inlet(inlets, device, sid))
-    watch.until(lambda: watch.samples() > 20, timeout_s=15)
+    sid, outlet, watch = _streaming(outlets, inlets, device, "shape", samples=20)
     outlet.kill()
     _start(outlets, sid, **change)
-    started_at = watch.until(lambda: True, timeout_s=1)
-    found_at = watch.until(lambda: watch.first(StatusKind.MISMATCH) is not None, timeout_s=10)
-    assert found_at - started_at <= 5.0
+    assert _seconds_until(watch, StatusKind.MISMATCH, timeout_s=10) <= 5.0
     mismatch = watch.first(StatusKind.MISMATCH)
     assert mismatch is not None and reported in mismatch[1].detail
     assert watch.samples(segment=1) == 0  # never connected to the wrongly shaped stream
 
 
 def test_two_outlets_with_one_source_id_are_reported(outlets, inlets, device) -> None:
-    sid = unique_source_id("dup")
+    sid, _, watch = _streaming(outlets, inlets, device, "dup", samples=20)
     _start(outlets, sid)
-    watch = InletWatch(_inlet(inlets, device, sid))
-    watch.until(lambda: watch.samples() > 20, timeout_s=15)
-    _start(outlets, sid)
-    started_at = watch.until(lambda: True, timeout_s=1)
-    found_at = watch.until(lambda: watch.first(StatusKind.MISMATCH) is not None, timeout_s=10)
-    assert found_at - started_at <= 5.0
+    assert _seconds_until(watch, StatusKind.MISMATCH, timeout_s=10) <= 5.0
     mismatch = watch.first(StatusKind.MISMATCH)
     assert mismatch is not None and "2 streams claim" in mismatch[1].detail
     # Still delivering from the first outlet meanwhile (no silent hang).
