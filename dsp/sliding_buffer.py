@@ -53,7 +53,12 @@ class SlidingBuffer:
 
     def append(self, rows: FloatArray) -> None:
         """Append ``rows`` (shape ``(n_rows, n)``, ``n <= max_append``) after the newest sample."""
-        n_new = int(rows.shape[1])
+        self.extend(int(rows.shape[1]))[:] = rows
+
+    def extend(self, n_new: int) -> FloatArray:
+        """Add ``n_new <= max_append`` columns after the newest sample and return them as a
+        writable ``(n_rows, n_new)`` view, so callers compute straight into the buffer. The
+        columns hold stale values until written; the view is valid until the next extend."""
         if n_new > self.max_append:
             raise SignalError(f"append of {n_new} samples exceeds max_append={self.max_append}")
         capacity = int(self._data.shape[1])
@@ -62,8 +67,9 @@ class SlidingBuffer:
             self._data[:, :n_kept] = self._data[:, self._length - n_kept : self._length]
             self._first_index += self._length - n_kept
             self._length = n_kept
-        self._data[:, self._length : self._length + n_new] = rows
+        start = self._length
         self._length += n_new
+        return self._data[:, start : self._length]
 
     def skip_to(self, index: int) -> None:
         """Advance the end to absolute ``index``; skipped samples hold NaN and must not be read."""
@@ -76,7 +82,7 @@ class SlidingBuffer:
             return
         while n_skipped > 0:
             n = min(n_skipped, self.max_append)
-            self.append(np.full((self._data.shape[0], n), np.nan))
+            self.extend(n).fill(np.nan)
             n_skipped -= n
 
     def view(self, row: int, start_index: int, stop_index: int) -> FloatArray:

@@ -36,6 +36,19 @@ def test_zero_start_matches_plain_sosfilt() -> None:
     np.testing.assert_allclose(y, signal.sosfilt(sos, _X), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_output_is_bit_identical_to_public_lfilter_per_section(order: int) -> None:
+    # The filter calls scipy's private lfilter core directly (per-call overhead): it must give
+    # exactly the bits of the public scipy.signal.lfilter, section by section, steady start.
+    sos = butter_sos(order=order, cutoff_hz=(5.0, 15.0), fs_hz=360.0, btype="bandpass")
+    streaming = StreamingSosFilter(sos)
+    y = np.concatenate([streaming.process(_X[:17]), streaming.process_finite(_X[17:])])
+    expected = _X
+    for section, zi in zip(sos, signal.sosfilt_zi(sos) * _X[0], strict=True):
+        expected, _ = signal.lfilter(section[:3], section[3:], expected, zi=zi)
+    np.testing.assert_array_equal(y, expected)
+
+
 def test_steady_start_has_no_transient_on_constant_input() -> None:
     sos = butter_sos(order=4, cutoff_hz=3.0, fs_hz=100.0, btype="lowpass")
     y = StreamingSosFilter(sos).process(np.full(200, 13.5))
