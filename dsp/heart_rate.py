@@ -38,6 +38,7 @@ next good beat is final, invalid ones as soon as that is certain, so output neve
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -397,26 +398,27 @@ class _RawQuality:
             self._next_k = self._open_k = self._cell_of(float(t_s[0]))
             # Cells before the first sample do not exist: they count as empty neighbours.
             self._window.extend([_EMPTY_CELL] * self._half)
-        first_k = self._next_k
+        first_k, open_k = self._next_k, self._open_k
+        assert open_k is not None
         reasons: list[HrReason | None] = []
-        if self._cell_of(float(t_s[-1])) == self._open_k:  # common case: no cell completed
+        last_k = self._cell_of(float(t_s[-1]))
+        if last_k == open_k:  # common case: no cell completed
             self._keep(x_mv)
             return first_k, reasons
-        cell_of = np.floor(t_s * self._grid_hz + 0.5).astype(np.int64)
-        edges = [0, *(np.flatnonzero(np.diff(cell_of)) + 1).tolist(), n]
+        # First sample of each later cell k: floor(v) >= k exactly when v >= k, and v is
+        # non-decreasing, so a binary search finds it (empty cells give equal edges).
+        position = t_s * self._grid_hz + 0.5
+        edges = np.searchsorted(position, np.arange(open_k + 1, last_k + 1)).tolist()
+        self._keep(x_mv[: edges[0]])
+        self._close(self._open_stats(), reasons)
         for start, stop in itertools.pairwise(edges):
-            k = int(cell_of[start])
-            assert self._open_k is not None
-            if k != self._open_k:
-                self._close(self._open_stats(), reasons)
-                for _ in range(k - self._open_k - 1):  # cells without any sample
-                    self._close(_EMPTY_CELL, reasons)
-                self._open_k, self._cell_n = k, 0
-            self._keep(x_mv[start:stop])
+            self._close(self._stats(x_mv[start:stop]), reasons)
+        self._open_k, self._cell_n = last_k, 0
+        self._keep(x_mv[edges[-1] :])
         return first_k, reasons
 
     def _cell_of(self, t_s: float) -> int:
-        return int(np.floor(t_s * self._grid_hz + 0.5))
+        return math.floor(t_s * self._grid_hz + 0.5)
 
     def _keep(self, x_mv: FloatArray) -> None:
         stop = self._cell_n + x_mv.shape[0]
@@ -429,19 +431,27 @@ class _RawQuality:
 
     def _open_stats(self) -> _Cell:
         """Statistics of the samples of the open cell (computed once, when it completes)."""
-        values = self._cell_values[: self._cell_n]
+        return self._stats(self._cell_values[: self._cell_n])
+
+    def _stats(self, values: FloatArray) -> _Cell:
+        """Statistics of all the samples of one cell."""
         n = int(values.shape[0])
-        usable = values[usable_samples(values, self._config.detector.max_abs_mv)]
-        if usable.shape[0] == 0:
-            return _Cell(n, n, np.inf, -np.inf, 0, 0)
-        lowest, highest = float(usable.min()), float(usable.max())
+        if n == 0:
+            return _EMPTY_CELL
+        max_abs_mv = self._config.detector.max_abs_mv
+        lowest, highest = float(values.min()), float(values.max())
+        if not (-max_abs_mv <= lowest and highest <= max_abs_mv):  # some unusable (or NaN)
+            values = values[usable_samples(values, max_abs_mv)]
+            if values.shape[0] == 0:
+                return _Cell(n, n, np.inf, -np.inf, 0, 0)
+            lowest, highest = float(values.min()), float(values.max())
         return _Cell(
             n,
-            n - int(usable.shape[0]),
+            n - int(values.shape[0]),
             lowest,
             highest,
-            int(np.count_nonzero(usable == lowest)),
-            int(np.count_nonzero(usable == highest)),
+            int(np.count_nonzero(values == lowest)),
+            int(np.count_nonzero(values == highest)),
         )
 
     def _close(self, cell: _Cell, reasons: list[HrReason | None]) -> None:
