@@ -32,6 +32,11 @@ class AlignedSamples:
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
 
+    def __getitem__(self, part: slice) -> AlignedSamples:
+        return AlignedSamples(
+            self.t_s[part], self.therapist[part], self.client[part], self.valid[part]
+        )
+
 
 class GridAligner:
     """Aligns therapist and client :class:`GridSamples` of one derived signal."""

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 from dsp.align import GridAligner
 from dsp.eda import EdaProcessor
 from dsp.exceptions import SignalError
@@ -78,7 +80,15 @@ class PipelineOutput:
 class DyadPipeline:
     """Frames in, per-person grid series, synchrony updates and episode events out."""
 
-    __slots__ = ("_aligners", "_config", "_engines", "_processors", "_rates", "_segments")
+    __slots__ = (
+        "_aligners",
+        "_config",
+        "_engines",
+        "_processors",
+        "_rates",
+        "_segments",
+        "_started",
+    )
 
     def __init__(
         self,
@@ -90,6 +100,7 @@ class DyadPipeline:
         self._rates = dict(stream_rates_hz)
         self._processors: dict[tuple[Role, SignalKind], HeartRateProcessor | EdaProcessor] = {}
         self._segments: dict[tuple[Role, SignalKind], int] = {}
+        self._started: set[Derived] = set()
         needed = {SOURCE_OF[d] for d in self._config.sync_signals}
         for role in Role:
             for signal in needed:
@@ -126,6 +137,15 @@ class DyadPipeline:
             if name not in self._aligners or len(samples) == 0:
                 continue
             aligned = self._aligners[name].push(frame.role, samples)
+            if name not in self._started:
+                # Sensors settle (filters, first beats) at different moments: the synchrony
+                # history starts at the first sample valid for both people, so the start of a
+                # session reads "warming up", not "bad signal".
+                first_valid = np.flatnonzero(aligned.valid)
+                if first_valid.size == 0:
+                    continue
+                aligned = aligned[int(first_valid[0]) :]
+                self._started.add(name)
             if len(aligned) == 0:
                 continue
             out = self._engines[name].push(

@@ -82,3 +82,13 @@ def test_synchrony_is_clearly_higher_in_the_coupled_episode(seed: int) -> None:
             # Heart rate couples strongly in the simulator; the episode detector must see it
             # (episode scoring proper is in test_synchrony_scenarios.py).
             assert coupled_state[has & (states == "coupled")].mean() > 0.6
+
+
+def test_session_start_reads_warming_up_not_bad_signal() -> None:
+    """Sensors settle at different moments; that is warming up, not a signal problem."""
+    scenario = Scenario(duration_s=60.0, seed=5)
+    updates = run_pipeline(synthesize(scenario), scenario)
+    for derived, stream in updates.items():
+        first_estimate = next(i for i, u in enumerate(stream) if u.estimate_valid)
+        reasons = {u.reason for u in stream[:first_estimate]}
+        assert reasons == {"warming up"}, (derived, reasons)
