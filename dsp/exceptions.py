@@ -36,8 +36,20 @@ class ConfigError(DyadsyncError):
         if key is not None:
             where += f"[{key}] "
         super().__init__(f"{where}{message}")
+        self.detail = message
         self.path = path
         self.key = key
+
+    def within(self, *, path: str | None = None, key_prefix: str | None = None) -> ConfigError:
+        """The same error located in a file and/or under an enclosing table.
+
+        A nested config (say ``[episodes]``) does not know it sits in ``[synchrony]`` of
+        ``session.toml``; the loader that does re-raises with this.
+        """
+        key = self.key
+        if key_prefix is not None:
+            key = key_prefix if key is None else f"{key_prefix}.{key}"
+        return ConfigError(self.detail, path=path or self.path, key=key)
 
 
 class SignalError(DyadsyncError):

@@ -24,6 +24,7 @@ is chunked.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -157,12 +158,25 @@ class SynchronyConfig:
 
 
 def _sub_config(kind: Any, values: dict[str, Any], name: str) -> Any:
+    """Build a nested option table, naming the offending key and what is allowed."""
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key; allowed keys here: {', '.join(sorted(fields))}",
+                key=f"synchrony.{name}.{key}",
+            )
+        default = fields[key].default
+        wants_number = isinstance(default, int | float) and not isinstance(default, bool)
+        if wants_number and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(
+                f"value {value!r} is not allowed; allowed: a number",
+                key=f"synchrony.{name}.{key}",
+            )
     try:
         return kind(**values)
-    except TypeError as exc:
-        raise ConfigError(
-            f"unknown or missing option in [{name}]: {exc}", key=f"synchrony.{name}"
-        ) from None
+    except ConfigError as exc:
+        raise exc.within(key_prefix="synchrony") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

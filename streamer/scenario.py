@@ -134,7 +134,7 @@ def scenario_from_mapping(data: dict[str, Any], *, source: str = "<inline>") -> 
         except ConfigError as exc:
             if exc.path is not None:
                 raise
-            raise ConfigError(str(exc), path=source) from None
+            raise ep.locate(exc) from None
         ep.reject_unknown()
     try:
         scenario = Scenario(
@@ -148,7 +148,7 @@ def scenario_from_mapping(data: dict[str, Any], *, source: str = "<inline>") -> 
     except ConfigError as exc:
         if exc.path is not None:
             raise
-        raise ConfigError(str(exc), path=source) from None
+        raise exc.within(path=source) from None
     head.reject_unknown()
     root.reject_unknown()
     return scenario

@@ -152,7 +152,7 @@ def _synchrony(section: Section, raw: Mapping[str, Any]) -> Mapping[str, Any]:
     try:
         synchrony_config(frozen)
     except ConfigError as exc:
-        raise ConfigError(str(exc), path=section.source) from None
+        raise exc.within(path=section.source) from None
     return frozen
 
 

@@ -34,6 +34,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError("file does not exist", path=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder; give the path of a .toml file", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text; TOML files must be UTF-8", path=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
 
@@ -137,6 +143,18 @@ class Section:
 
     def table(self, name: str) -> Section:
         return Section(self._get(name, {}), source=self._source, prefix=self.key(name))
+
+    def locate(self, exc: ConfigError) -> ConfigError:
+        """An error raised while building this table's object, located in this table.
+
+        The object only knows its own field names (``episode.lag_s``); this turns the key
+        into the table's place in the file (``episode[2].lag_s``).
+        """
+        field = exc.key.split(".", 1)[1] if exc.key and "." in exc.key else None
+        located = ConfigError(exc.detail, path=self._source, key=self.key(field) if field else None)
+        if field is None:
+            located = ConfigError(exc.detail, path=self._source, key=self._prefix or None)
+        return located
 
     def reject_unknown(self) -> None:
         """Typos must not be ignored silently: an unknown key is an error naming known keys."""
