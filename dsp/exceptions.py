@@ -12,6 +12,7 @@ what to do about it.
     │   ├── StreamNotFoundError    a required stream is not visible on the network
     │   └── StreamMismatchError    channel count / duplicate source_id / format changed
     ├── ProtocolError          a websocket/MQTT message is malformed or too large
+    ├── ServeError             a server cannot start (port in use, address not on this host)
     └── RecordingError         an XDF file cannot be written or read
 """
 
@@ -70,6 +71,10 @@ class StreamMismatchError(StreamError):
 
 class ProtocolError(DyadsyncError):
     """A websocket or MQTT message is malformed, of an unknown version, or too large."""
+
+
+class ServeError(DyadsyncError):
+    """A network server (websocket, dashboard) cannot listen where it was asked to."""
 
 
 class RecordingError(DyadsyncError):

@@ -11,16 +11,21 @@ import signal
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pylsl
 
+from dsp.exceptions import DyadsyncError, ServeError
 from dsp.pipeline import SOURCE_OF, DyadPipeline, PipelineConfig
 from server.hub import Hub
 from server.protocol import MessageFactory
 from server.service import FrameSource, RunSummary, SessionService
 from server.ws import WebsocketConfig, WebsocketEndpoint
 from streamer.session import SessionConfig, synchrony_config
+
+if TYPE_CHECKING:
+    from dashboard.serve import DashboardHandle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,22 +87,20 @@ async def serve_session(
     mode: str = "live",
 ) -> RunSummary:
     """Serve until the duration elapses or SIGINT/SIGTERM; returns the run summary."""
-    from dashboard.serve import start_dashboard  # bokeh is heavy: import only when serving
-
     parts = assemble_session(session, sources=sources, mode=mode)
     service = parts.service
     endpoint = parts.websocket(options.websocket)
-    await endpoint.start()
-    ws_url = endpoint.url
-    if options.websocket.token:
-        ws_url += f"?token={quote(options.websocket.token)}"
-    dashboard = start_dashboard(
-        ws_url=ws_url,
-        host=options.websocket.host,
-        port=options.dashboard_port,
-        token=options.websocket.token,
-        allow_websocket_origins=list(options.websocket.allowed_origins) or None,
-    )
+    try:
+        await endpoint.start()
+        ws_url = endpoint.url
+        if options.websocket.token:
+            ws_url += f"?token={quote(options.websocket.token)}"
+        dashboard = _start_dashboard(ws_url, options)
+    except DyadsyncError:
+        await endpoint.stop()
+        for source in sources:
+            source.close()
+        raise
     print(f"Dashboard: {dashboard.url}", flush=True)
     print(f"Websocket: {endpoint.url}", flush=True)
     if options.open_browser:
@@ -112,3 +115,22 @@ async def serve_session(
             loop.remove_signal_handler(sig)
         dashboard.stop()
         await endpoint.stop()
+
+
+def _start_dashboard(ws_url: str, options: ServeOptions) -> DashboardHandle:
+    from dashboard.serve import start_dashboard  # bokeh is heavy: import only when serving
+
+    try:
+        return start_dashboard(
+            ws_url=ws_url,
+            host=options.websocket.host,
+            port=options.dashboard_port,
+            token=options.websocket.token,
+            allow_websocket_origins=list(options.websocket.allowed_origins) or None,
+        )
+    except OSError as exc:
+        where = f"{options.websocket.host}:{options.dashboard_port}"
+        raise ServeError(
+            f"cannot serve the dashboard on {where}: {exc.strerror}; "
+            "choose another --dashboard-port (0 picks a free one) or --host"
+        ) from None

@@ -66,15 +66,30 @@ class ConsumerQueue:
         return self._events.popleft()[1]
 
 
+# What a client joining late (or reloading the page) is sent after ``hello`` so its plots
+# show the recent past; health messages are superseded by the next one within seconds.
+BACKLOG_TYPES = frozenset({"physio", "sync", "episode", "status"})
+
+
 class Hub:
-    """Publishes each message to every subscribed consumer queue."""
+    """Publishes each message to every subscribed consumer queue.
 
-    __slots__ = ("_consumers", "_sequence", "published")
+    It also keeps the last ``backlog_s`` seconds (by message ``t``, at most
+    ``backlog_max`` messages) of :data:`BACKLOG_TYPES` for clients that join late.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_backlog", "_backlog_s", "_consumers", "_sequence", "published")
+
+    def __init__(self, *, backlog_s: float = 300.0, backlog_max: int = 20_000) -> None:
         self._consumers: dict[str, ConsumerQueue] = {}
         self._sequence = 0
+        self._backlog: deque[Message] = deque(maxlen=backlog_max)
+        self._backlog_s = backlog_s
         self.published = 0
+
+    def backlog(self) -> list[Message]:
+        """The recent messages, oldest first (a copy: publishing goes on meanwhile)."""
+        return list(self._backlog)
 
     def subscribe(self, name: str, **limits: int) -> ConsumerQueue:
         queue = ConsumerQueue(name=name, **limits)
@@ -97,3 +112,8 @@ class Hub:
         self.published += 1
         for queue in self._consumers.values():
             queue.put(self._sequence, message)
+        if message.get("type") in BACKLOG_TYPES:
+            self._backlog.append(message)
+            horizon = float(message["t"]) - self._backlog_s
+            while self._backlog and float(self._backlog[0]["t"]) < horizon:
+                self._backlog.popleft()

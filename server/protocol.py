@@ -74,6 +74,8 @@ def decode_client_message(raw: str | bytes) -> Message:
         raise ProtocolError("message is not valid JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
+    if "v" not in message:
+        raise ProtocolError(f"message has no 'v' field; send \"v\": {PROTOCOL_VERSION}")
     if message.get("v") != PROTOCOL_VERSION:
         raise ProtocolError(
             f"unsupported protocol version {message.get('v')!r}; "
@@ -97,6 +99,10 @@ class MessageFactory:
         return make_message(
             msg_type, session=self.session, t=self._clock() if t is None else t, **fields
         )
+
+    def now(self) -> float:
+        """The current time on the session's (LSL) clock."""
+        return self._clock()
 
     def error(self, code: str, detail: str) -> Message:
         return self("error", code=code, detail=detail)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 from collections import defaultdict
@@ -28,6 +29,8 @@ from server.hub import Hub
 from server.protocol import Message, MessageFactory, episode_fields, sync_fields
 
 log = logging.getLogger(__name__)
+
+SERVER_VERSION = importlib.metadata.version("dyadsync")
 
 
 class FrameSource(Protocol):
@@ -118,6 +121,7 @@ class SessionService:
             stream_key(s.role, s.signal): StreamStats() for s in self._sources
         }
         self._pending: dict[tuple[Role, Derived], list[GridSamples]] = defaultdict(list)
+        self._started_t = messages.now()
         self.updates_sent = 0
 
     def hello(self) -> Message:
@@ -125,11 +129,13 @@ class SessionService:
         sync = cfg.synchrony
         return self._messages(
             "hello",
-            server="dyadsync",
+            server=f"dyadsync {SERVER_VERSION}",
             mode=self._mode,
+            started_t=self._started_t,
             signals=[d.value for d in cfg.sync_signals],
             grid_hz=cfg.grid_hz,
             synchrony={"window_s": sync.window_s, "lag_s": sync.lag_s, "step_s": sync.step_s},
+            thresholds={"z_enter": sync.episodes.z_enter, "z_exit": sync.episodes.z_exit},
             lag_convention=LAG_CONVENTION,
         )
 

@@ -1,9 +1,10 @@
 """Websocket endpoint: streams hub messages to clients (the dashboard and third parties).
 
 Security defaults for clinical data: bound to 127.0.0.1; any other bind address requires
-a token (``?token=``), compared in constant time, and browsers must come from an exact
-origin allow-list. Client messages are limited to 4 KiB (larger ones close the
-connection with 1009 "message too big"); malformed ones get an ``error`` reply.
+a token (``?token=``), compared in constant time; browsers (which send an Origin header)
+are refused unless their origin is in the exact allow-list, wherever the server is bound.
+Client messages are limited to 4 KiB (larger ones close the connection with 1009 "message
+too big"); malformed ones get an ``error`` reply.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dsp.exceptions import ConfigError, ProtocolError
+from dsp.exceptions import ConfigError, ProtocolError, ServeError
 from server.exposure import is_loopback
 from server.hub import ConsumerQueue, Hub
 from server.protocol import (
@@ -91,15 +92,25 @@ class WebsocketEndpoint:
         return f"ws://{self._config.host}:{self.port}{WS_PATH}"
 
     async def start(self) -> None:
-        origins = [*self._config.allowed_origins, None] if self._config.allowed_origins else None
-        self._server = await serve(
-            self._handle,
-            self._config.host,
-            self._config.port,
-            process_request=self._check_request,
-            origins=origins,  # type: ignore[arg-type]
-            max_size=MAX_CLIENT_MESSAGE_BYTES,
-        )
+        # Browsers always send Origin; a web page the clinician happens to have open must
+        # not read clinical data from a local port (cross-site websocket hijacking). Our own
+        # dashboard connects server-side (no Origin); browser clients need --allow-origin.
+        origins = [*self._config.allowed_origins, None]
+        try:
+            self._server = await serve(
+                self._handle,
+                self._config.host,
+                self._config.port,
+                process_request=self._check_request,
+                origins=origins,  # type: ignore[arg-type]
+                max_size=MAX_CLIENT_MESSAGE_BYTES,
+            )
+        except OSError as exc:
+            where = f"{self._config.host}:{self._config.port}"
+            raise ServeError(
+                f"cannot listen for websocket clients on {where}: {exc.strerror}; "
+                "choose another --ws-port (0 picks a free one) or --host"
+            ) from None
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -118,17 +129,24 @@ class WebsocketEndpoint:
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
+        # Subscribe and take the backlog in one synchronous step, so every message is
+        # either in the backlog or in the queue, never both or neither.
         queue = self._hub.subscribe(f"ws-{next(self._ids)}")
-        sender = asyncio.create_task(self._send_loop(connection, queue))
+        history = self._hub.backlog()
+        sender: asyncio.Task[None] | None = None
         try:
             await connection.send(encode(self._hello()))
+            for message in history:
+                await connection.send(encode(message))
+            sender = asyncio.create_task(self._send_loop(connection, queue))
             async for raw in connection:
                 await self._answer(connection, raw)
         except ConnectionClosed:
             pass  # the client left; unsubscribing below is all there is to do
         finally:
             self._hub.unsubscribe(queue)
-            sender.cancel()
+            if sender is not None:
+                sender.cancel()
 
     async def _answer(self, connection: ServerConnection, raw: str | bytes) -> None:
         try:

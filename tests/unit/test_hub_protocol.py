@@ -64,6 +64,7 @@ def test_messages_carry_header_and_never_nan() -> None:
         ("not json", "not valid JSON"),
         ("[1, 2]", "not a JSON object"),
         ('{"v": 2, "type": "ping"}', "unsupported protocol version 2"),
+        ('{"type": "ping"}', "no 'v' field"),
         ('{"v": 1}', "no string 'type'"),
         ("x" * (MAX_CLIENT_MESSAGE_BYTES + 1), "exceeds the 4096-byte limit"),
     ],
