@@ -4,8 +4,8 @@ On the same real recordings, in the same run and on one core:
 
 * ECG: MIT-BIH 100 MLII (360 Hz, 30 min) through :func:`dsp.ecg.detect_r_peaks` (detector
   alone, one call) and :class:`dsp.heart_rate.HeartRateProcessor` (the whole chain: detector,
-  beat correction, quality flags, heart rate on the 4 Hz grid) fed in live-like chunks,
-  against ``neurokit2.ecg_process``;
+  beat correction, quality flags, heart rate on the 4 Hz grid) fed in live-like chunks (1 s,
+  0.1 s and 0.05 s pulls), against ``neurokit2.ecg_process``;
 * EDA: NeuroKit2's 8-minute resting recording (100 Hz) through :func:`dsp.eda.eda_features`
   and :class:`dsp.eda.EdaProcessor` in chunks, against ``neurokit2.eda_process``; and the
   same recording resampled to 32 Hz (``scipy.signal.resample_poly``, 8/25), a lower device
@@ -46,6 +46,7 @@ from tests.paths import testdata_dir  # noqa: E402
 
 TARGET_X_REAL_TIME = 1000.0
 CHUNK_S = 0.1  # a frequent LSL pull: 36 ECG samples at 360 Hz, 10 (3) EDA samples at 100 (32) Hz
+FAST_CHUNK_S = 0.05  # an eager pull (18 ECG samples): the per-push cost dominates
 EDA_REPEATS = 3
 
 
@@ -127,6 +128,9 @@ def measure(*, quick: bool) -> list[Row]:
         ),
         f"dyadsync HeartRateProcessor ({CHUNK_S:g} s chunks)": lambda: in_chunks(
             HeartRateProcessor(ecg_fs_hz).push, ecg, ecg_fs_hz, chunk_s=CHUNK_S
+        ),
+        f"dyadsync HeartRateProcessor ({FAST_CHUNK_S:g} s chunks)": lambda: in_chunks(
+            HeartRateProcessor(ecg_fs_hz).push, ecg, ecg_fs_hz, chunk_s=FAST_CHUNK_S
         ),
         "NeuroKit2 ecg_process (offline)": lambda: nk.ecg_process(ecg, sampling_rate=ecg_fs_hz),
     }

@@ -47,7 +47,7 @@ from dsp.types import BoolArray, FloatArray, IntArray
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 5000.0
 
-# Buffer rows: time, raw ECG, |slope|, running sum of squared slope, integrated energy.
+# Buffer rows: time, raw ECG, slope, running sum of squared slope, integrated energy.
 _ROW_T, _ROW_X, _ROW_SLOPE, _ROW_SUM, _ROW_ENERGY = range(5)
 _N_ROWS = 5
 _BLOCK_S = 4.0  # longest piece processed at once (bounds the work arrays)
@@ -512,12 +512,13 @@ class RPeakDetector:
         runs = self._continuity.split(t, x)
         found: _Found = []
         self._segment_starts_s = []
+        block = self._buffer.max_append
         for run in runs:
             if run.new_segment or self._segment is None:
                 self._start_segment(self._n + run.start)
                 self._segment_starts_s.append(float(t[run.start]))
-            for start in range(run.start, run.stop, self._buffer.max_append):
-                stop = min(run.stop, start + self._buffer.max_append)
+            for start in range(run.start, run.stop, block):
+                stop = min(run.stop, start + block)
                 self._process_block(t[start:stop], x[start:stop], found)
         self._n += int(t.shape[0])
         if not found:
@@ -550,7 +551,7 @@ class RPeakDetector:
         slope, sums, energy = rows[_ROW_SLOPE], rows[_ROW_SUM], rows[_ROW_ENERGY]
         previous = self._previous_bandpassed
         # The first slope of a segment is defined as 0.
-        slope[0] = bandpassed[0] - (bandpassed[0] if np.isnan(previous) else previous)
+        slope[0] = bandpassed[0] - (bandpassed[0] if math.isnan(previous) else previous)
         np.subtract(bandpassed[1:], bandpassed[:-1], out=slope[1:])
         slope *= self._fs_hz
         self._previous_bandpassed = float(bandpassed[-1])
@@ -558,7 +559,6 @@ class RPeakDetector:
         # segment). cumsum is a sequential scan, so continuing it from the previous sum gives
         # the same bits whatever the chunking.
         np.multiply(slope, slope, out=sums)
-        np.abs(slope, out=slope)
         # Continue from the previous sum (written through the buffer view, deliberately).
         running = (
             self._buffer.view(_ROW_SUM, start - 1, start + n) if start > segment.start else sums
@@ -628,7 +628,7 @@ class RPeakDetector:
         return _Candidate(
             energy_index=energy_index,
             energy=self._buffer.value(_ROW_ENERGY, energy_index),
-            slope=float(np.max(slope)),
+            slope=float(np.abs(slope).max()),
         )
 
     def _locate_r(self, segment: _Segment, energy_index: int) -> int:

@@ -28,7 +28,8 @@ def test_throughput_bench_quick_mode_prints_its_table() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split()[:2] == ["signal", "implementation"]
     for name in (
-        "HeartRateProcessor",
+        "HeartRateProcessor (0.1 s chunks)",
+        "HeartRateProcessor (0.05 s chunks)",
         "detect_r_peaks",
         "ecg_process",
         "eda_features",
