@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
+import math
 import os
 import sys
 import time
@@ -25,11 +27,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("dyadsync")
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a duration in seconds, finite and > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0 meaning "pick a free one"."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 = any free)")
+    return int(text)
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--ws-port", type=int, default=8765, help="websocket port (default 8765)")
     parser.add_argument(
-        "--dashboard-port", type=int, default=5006, help="dashboard port (default 5006)"
+        "--ws-port", type=_port, default=8765, help="websocket port (default 8765; 0 = any free)"
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=_port,
+        default=5006,
+        help="dashboard port (default 5006; 0 = any free)",
     )
     parser.add_argument(
         "--token",
@@ -43,7 +68,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="browser origin allowed to open the dashboard when exposed (repeatable)",
     )
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument(
+        "--duration", type=_seconds, default=None, help="stop after this many seconds"
+    )
     parser.add_argument(
         "--no-browser", action="store_true", help="do not open a browser; print the URL only"
     )
@@ -54,11 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dyadsync",
         description="Live interpersonal physiological synchrony (ECG/EDA) over LSL.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"dyadsync {importlib.metadata.version('dyadsync')}"
+    )
+    # -v is accepted before or after the subcommand (``dyadsync demo -v``).
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # do not reset a -v given before the subcommand
+        help="log progress to stderr",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="simulated dyad + pipeline + server + dashboard, no hardware needed"
+        "demo",
+        parents=[verbosity],
+        help="simulated dyad + pipeline + server + dashboard, no hardware needed",
     )
     demo.add_argument("--scenario", type=Path, default=None, help="scenario TOML (default: demo)")
     demo.add_argument(
@@ -68,21 +109,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_options(demo)
 
-    simulate = commands.add_parser("simulate", help="publish a scripted dyad as LSL streams")
+    simulate = commands.add_parser(
+        "simulate", parents=[verbosity], help="publish a scripted dyad as LSL streams"
+    )
     simulate.add_argument("--scenario", type=Path, default=None, help="scenario TOML")
     simulate.add_argument("--source-prefix", default="dyadsync-sim", help="source_id prefix")
-    simulate.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    simulate.add_argument("--duration", type=_seconds, default=None, help="stop after N seconds")
 
     streams = commands.add_parser(
-        "streams", help="list visible LSL streams and the device config / role each matches"
+        "streams",
+        parents=[verbosity],
+        help="list visible LSL streams and the device config / role each matches",
     )
     streams.add_argument("--session", type=Path, default=None, help="session TOML to check")
-    streams.add_argument("--timeout", type=float, default=2.0, help="resolve time in seconds")
+    streams.add_argument(
+        "--timeout", type=_seconds, default=2.0, help="resolve time in seconds (default 2)"
+    )
 
-    run = commands.add_parser("run", help="run a live session from a session TOML")
+    run = commands.add_parser(
+        "run", parents=[verbosity], help="run a live session from a session TOML"
+    )
     run.add_argument("session", type=Path, help="session TOML (see docs/configuration.md)")
     run.add_argument(
-        "--wait", type=float, default=10.0, help="seconds to wait for the session's streams"
+        "--wait",
+        type=_seconds,
+        default=10.0,
+        help="seconds to wait for the session's streams (default 10)",
     )
     _add_server_options(run)
     return parser
@@ -111,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dyadsync: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("dyadsync: interrupted", file=sys.stderr)
         return 130
 
 
@@ -138,7 +191,8 @@ def _simulate(args: argparse.Namespace) -> int:
                     raise simulator.error
         except KeyboardInterrupt:
             pass
-        print(f"Samples sent: {simulator.samples_sent}")
+        sent = ", ".join(f"{name} {count}" for name, count in simulator.samples_sent.items())
+        print(f"Samples sent: {sent}")
     return 0
 
 
@@ -147,8 +201,9 @@ def _streams(args: argparse.Namespace) -> int:
     from streamer.session import load_session
 
     session = load_session(args.session) if args.session is not None else None
-    print(describe_streams(session, timeout_s=args.timeout))
-    return 0
+    report = describe_streams(session, timeout_s=args.timeout)
+    print(report.text)
+    return 0 if report.session_ready else 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ session role each matches, and what a session still lacks.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pylsl
 
@@ -34,6 +35,14 @@ def _sensor_label(sensor: SensorSource) -> str:
     return f"{sensor.role.value} {sensor.signal.value}"
 
 
+@dataclass(frozen=True, slots=True)
+class StreamsReport:
+    """What ``dyadsync streams`` prints, and whether the session (if any) can start."""
+
+    text: str
+    session_ready: bool
+
+
 def format_streams(
     metas: Sequence[StreamMeta],
     session: SessionConfig | None,
@@ -42,6 +51,16 @@ def format_streams(
 ) -> str:
     """A table of ``metas`` and, with a session, which sensor each serves and what is
     missing, unusable or ambiguous. Contains no sample values."""
+    return report_streams(metas, session, configs=configs).text
+
+
+def report_streams(
+    metas: Sequence[StreamMeta],
+    session: SessionConfig | None,
+    *,
+    configs: Mapping[str, DeviceConfig] | None = None,
+) -> StreamsReport:
+    """:func:`format_streams` plus whether every sensor of ``session`` has a usable stream."""
     configs = builtin_device_configs() if configs is None else configs
     headers = ("name", "type", "source_id", "host", "ch", "rate_hz", "device config", "role")
     rows = []
@@ -70,13 +89,18 @@ def format_streams(
             lines.append(
                 "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             )
+    problems = 0
     if session is not None:
         lines.append("")
-        lines.extend(_session_report(metas, session))
-    return "\n".join(line.rstrip() for line in lines)
+        session_lines, problems = _session_report(metas, session)
+        lines.extend(session_lines)
+    text = "\n".join(line.rstrip() for line in lines)
+    return StreamsReport(text=text, session_ready=problems == 0)
 
 
-def _session_report(metas: Sequence[StreamMeta], session: SessionConfig) -> list[str]:
+def _session_report(
+    metas: Sequence[StreamMeta], session: SessionConfig
+) -> tuple[list[str], int]:
     lines = [f"session {session.source} (room {session.room!r}):"]
     problems = 0
     for sensor in session.sensors:
@@ -104,13 +128,13 @@ def _session_report(metas: Sequence[StreamMeta], session: SessionConfig) -> list
         )
     else:
         lines.append("All streams of the session are present.")
-    return lines
+    return lines, problems
 
 
-def describe_streams(session: SessionConfig | None, *, timeout_s: float = 2.0) -> str:
+def describe_streams(session: SessionConfig | None, *, timeout_s: float = 2.0) -> StreamsReport:
     """Resolve the network for ``timeout_s`` and describe what is there (blocking)."""
     metas = []
     for info in pylsl.resolve_streams(wait_time=timeout_s):
         meta = full_stream_meta(info, timeout_s=timeout_s)
         metas.append(meta if meta is not None else stream_meta(info))
-    return format_streams(metas, session)
+    return report_streams(metas, session)

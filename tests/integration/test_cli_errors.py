@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import uuid
@@ -62,3 +63,45 @@ def test_exposed_bind_without_token_is_refused_before_starting() -> None:
     result = run_cli("demo", "--host", "0.0.0.0", "--no-browser", "--duration", "1")
     assert result.returncode == 2
     assert "token" in result.stderr
+
+
+def test_streams_exits_non_zero_when_the_session_is_incomplete(tmp_path: Path) -> None:
+    prefix = f"absent-{uuid.uuid4().hex[:8]}"
+    session = tmp_path / "session.toml"
+    session.write_text(
+        f'[session]\nsignals = ["eda"]\n\n'
+        f'[therapist.eda]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-t"\n\n'
+        f'[client.eda]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-c"\n'
+    )
+    result = run_cli("streams", "--session", str(session), "--timeout", "0.5")
+    assert result.returncode == 1
+    assert f"MISSING    therapist eda: device 'dyadsync_simulator', source_id='{prefix}-t'" in (
+        result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ("streams", "--timeout", "-1"),
+            "argument --timeout: '-1' must be a number of seconds > 0",
+        ),
+        (("demo", "--duration", "0"), "argument --duration: '0' must be a number of seconds > 0"),
+        (("demo", "--ws-port", "70000"), "argument --ws-port: '70000' is not a port number"),
+    ],
+)
+def test_nonsense_options_are_refused_by_the_parser(args: tuple[str, ...], fragment: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2 and fragment in result.stderr
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli("demo", "--no-browser", "--duration", "5", "--ws-port", port)
+    assert result.returncode == 1
+    assert f"cannot listen for websocket clients on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -46,7 +46,8 @@ def test_streams_table_names_config_role_and_what_is_missing(polar_and_e4) -> No
         },
         source="disc.toml",
     )
-    text = describe_streams(session, timeout_s=1.0)
+    report = describe_streams(session, timeout_s=1.0)
+    text = report.text
     polar_row = next(line for line in text.splitlines() if polar_sid in line and "Polar" in line)
     assert "polar_h10:ecg" in polar_row and "therapist ecg" in polar_row
     assert "generic" not in polar_row  # the specific config wins over the catch-all
@@ -57,3 +58,4 @@ def test_streams_table_names_config_role_and_what_is_missing(polar_and_e4) -> No
     assert "ok         therapist ecg" in text and "ok         therapist eda" in text
     assert f"MISSING    client ecg: device 'polar_h10', source_id='{polar_sid}-absent'" in text
     assert "MISSING    client eda" in text and "dyadsync simulate" in text
+    assert not report.session_ready
