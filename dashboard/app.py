@@ -8,14 +8,17 @@ tests and tools look up have stable names:
 - per derived signal ``S`` in ``hr``, ``scl``, ``phasic``: ``state_S`` (state tile Div),
   ``S_physio`` (plot of both people), ``S_physio_therapist`` / ``S_physio_client`` (line
   renderers, columns ``x``, ``y``), ``S_sync`` (plot), ``S_sync_z`` (line renderer of
-  ``null_z``; its source also has ``z``), ``S_episodes`` (shading renderer), ``section_S``.
+  ``null_z``, the coupling strength against chance; its source also has the best-lag
+  Fisher ``z``, which is not drawn), ``S_threshold`` (the coupling threshold line),
+  ``S_episodes`` (shading renderer), ``section_S``.
 
-Time runs along a shared x axis in elapsed time since the session's first ``hello``
-(milliseconds on a datetime axis, so ticks read mm:ss).
+Time runs along a shared x axis in session time (milliseconds since the server's session
+start, ticks placed like a datetime axis and labelled mm:ss).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bokeh.document import Document
@@ -25,48 +28,51 @@ from bokeh.model import Model
 from bokeh.models import (
     ColumnDataSource,
     CustomJS,
+    CustomJSTickFormatter,
     DataRange1d,
-    DatetimeTickFormatter,
+    DatetimeTicker,
     InlineStyleSheet,
     LayoutDOM,
 )
-from bokeh.models.annotations import Legend, Span
+from bokeh.models.annotations import Label, Legend, Span
 from bokeh.models.renderers import GlyphRenderer
 from bokeh.models.widgets.markups import Div
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
-from .messages import DERIVED_SIGNALS, ROLES
+from .messages import DEFAULT_Z_ENTER, DERIVED_SIGNALS, ROLES
 from .state import TileView, Updates
 from .views import (
     CLIENT_COLOR,
     CONTACT_LOST_HTML,
     CSS,
+    SESSION_TIME_JS,
     SIGNAL_TITLES,
     SIGNAL_UNITS,
-    SIGNIFICANCE_COLOR,
     STATE_COLORS,
     STRENGTH_COLOR,
     THERAPIST_COLOR,
+    THRESHOLD_COLOR,
     WAITING_HTML,
     render_badges,
     render_header,
     render_tile,
 )
 
-# Two-sided 5 % level of a standard normal: the line a z against the surrogate null has
-# to cross to be "more than chance" (the protocol's null_z is such a z).
-SIGNIFICANCE_Z = 1.96
-
 # The synchrony axis always spans at least [-1, threshold + 0.5], so the threshold stays
 # in view and small wiggles of z are not blown up to full height by autoscaling.
 SYNC_FLOOR_Z = -1.0
-SYNC_CEILING_Z = SIGNIFICANCE_Z + 0.5
+SYNC_HEADROOM_Z = 1.0  # room for the threshold's label above its line
+
+TIME_AXIS_LABEL = "session time (mm:ss)"
+# Shading legend labels, in the words of the state tiles.
+EPISODE_LABELS = {"coupled": "coupled", "anti_phase": "anti-phase"}
+EPISODE_ALPHA = 0.14
 
 ROLE_COLORS = {"therapist": THERAPIST_COLOR, "client": CLIENT_COLOR}
 TILE_WIDTH_PX = 290
 PHYSIO_HEIGHT_PX = 190
-SYNC_HEIGHT_PX = 150
+SYNC_HEIGHT_PX = 170
 
 PHYSIO_COLUMNS = ("x", "y")
 SYNC_COLUMNS = ("x", "z", "null_z", "floor", "ceiling")
@@ -79,27 +85,12 @@ def _empty(columns: tuple[str, ...]) -> dict[str, list[Any]]:
     return {name: [] for name in columns}
 
 
-def _time_axis_formatter() -> DatetimeTickFormatter:
-    # Elapsed session time (ms since start) read as mm:ss; beyond an hour h:mm.
-    return DatetimeTickFormatter(
-        milliseconds="%M:%S.%3N",
-        seconds="%M:%S",
-        minsec="%M:%S",
-        minutes="%M:%S",
-        hourmin="%H:%M",
-        hours="%H:%M",
-        # Elapsed time has no calendar: never promote a tick at 00:00 to a date.
-        boundary_scaling=False,
-    )
-
-
 def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str) -> figure:
     fig = figure(
         name=name,
         height=height,
         sizing_mode="stretch_width",
         x_range=x_range,
-        x_axis_type="datetime",
         tools="",
         toolbar_location=None,
         background_fill_color="#ffffff",
@@ -107,7 +98,10 @@ def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str
         outline_line_color=None,
         min_border_left=60,
     )
-    fig.xaxis.formatter = _time_axis_formatter()
+    # Ticks at round seconds/minutes (a datetime ticker works on any millisecond count),
+    # labelled as session time; a datetime formatter would wrap negative times to 59:59.
+    fig.xaxis.ticker = DatetimeTicker(desired_num_ticks=8)
+    fig.xaxis.formatter = CustomJSTickFormatter(code=SESSION_TIME_JS)
     fig.yaxis.axis_label = y_label
     for axis in (*fig.xaxis, *fig.yaxis):
         axis.axis_line_color = "#bbbbbb"
@@ -120,6 +114,28 @@ def _styled_figure(*, name: str, height: int, x_range: DataRange1d, y_label: str
     fig.xgrid.grid_line_color = None
     fig.ygrid.grid_line_color = "#eeeeee"
     return fig
+
+
+def _episode_swatches(fig: figure) -> list[tuple[str, GlyphRenderer]]:
+    """Legend entries for the shading colours: quads that draw nothing in the plot (one
+    NaN row: BokehJS draws no legend swatch for a glyph without any row)."""
+    nowhere = {"left": [math.nan], "right": [math.nan], "bottom": [math.nan], "top": [math.nan]}
+    return [
+        (
+            f"{label} episode",
+            fig.quad(
+                source=ColumnDataSource(data=dict(nowhere)),
+                left="left",
+                right="right",
+                bottom="bottom",
+                top="top",
+                fill_color=STATE_COLORS[state],
+                fill_alpha=EPISODE_ALPHA * 2,  # a lone swatch needs more colour to read
+                line_color=None,
+            ),
+        )
+        for state, label in EPISODE_LABELS.items()
+    ]
 
 
 def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
@@ -140,7 +156,7 @@ def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
 class _SignalSection:
     """Tile, physio plot and synchrony plot of one derived signal."""
 
-    __slots__ = ("episodes", "layout", "physio", "sync", "tile")
+    __slots__ = ("episodes", "layout", "physio", "sync", "threshold", "threshold_label", "tile")
 
     def __init__(self, signal: str, *, x_range: DataRange1d, stylesheet: InlineStyleSheet):
         self.tile = Div(name=f"state_{signal}", width=TILE_WIDTH_PX, stylesheets=[stylesheet])
@@ -159,8 +175,9 @@ class _SignalSection:
             name=f"{signal}_sync",
             height=SYNC_HEIGHT_PX,
             x_range=x_range,
-            y_label="synchrony (z)",
+            y_label="vs chance (z)",
         )
+        sync_fig.xaxis.axis_label = TIME_AXIS_LABEL
         for fig in (physio_fig, sync_fig):
             fig.quad(
                 name=f"{signal}_episodes" if fig is sync_fig else None,
@@ -169,7 +186,7 @@ class _SignalSection:
                 right="right",
                 bottom=-1e6,
                 top=1e6,
-                fill_alpha=0.14,
+                fill_alpha=EPISODE_ALPHA,
                 line_color=None,
                 fill_color=factor_cmap(
                     "state", palette=list(STATE_COLORS.values()), factors=list(STATE_COLORS)
@@ -193,45 +210,46 @@ class _SignalSection:
             [(r.capitalize(), line) for r, line in zip(ROLES, physio_lines, strict=True)],
         )
 
+        # One line only: the coupling strength against chance, the quantity the server's
+        # coupling threshold applies to (the raw Fisher z would need its own scale).
         strength = sync_fig.line(
-            "x",
-            "z",
-            source=self.sync,
-            name=f"{signal}_sync_strength",
-            line_color=STRENGTH_COLOR,
-            line_width=2,
-        )
-        significance = sync_fig.line(
             "x",
             "null_z",
             source=self.sync,
             name=f"{signal}_sync_z",
-            line_color=SIGNIFICANCE_COLOR,
-            line_width=1.5,
-        )
-        sync_fig.add_layout(
-            Span(
-                location=SIGNIFICANCE_Z,
-                dimension="width",
-                line_color=SIGNIFICANCE_COLOR,
-                line_dash="dashed",
-                line_width=1,
-            )
+            line_color=STRENGTH_COLOR,
+            line_width=2,
         )
         sync_fig.add_layout(
             Span(location=0.0, dimension="width", line_color="#cccccc", line_width=1)
         )
+        self.threshold = Span(
+            name=f"{signal}_threshold",
+            location=DEFAULT_Z_ENTER,
+            dimension="width",
+            line_color=THRESHOLD_COLOR,
+            line_dash="dashed",
+            line_width=1,
+        )
+        self.threshold_label = Label(
+            x=6,
+            x_units="screen",
+            y=DEFAULT_Z_ENTER,
+            y_offset=3,
+            text="coupling threshold",
+            text_font_size="11px",
+            text_color=THRESHOLD_COLOR,
+            background_fill_color="#ffffff",
+            background_fill_alpha=0.8,
+        )
+        sync_fig.add_layout(self.threshold)
+        sync_fig.add_layout(self.threshold_label)
         # Invisible band that only pins the autoscaled range (see SYNC_FLOOR_Z).
         pin = sync_fig.varea(x="x", y1="floor", y2="ceiling", source=self.sync, fill_alpha=0.0)
-        sync_fig.y_range = DataRange1d(
-            renderers=list[Model]([strength, significance, pin]), range_padding=0.1
-        )
+        sync_fig.y_range = DataRange1d(renderers=list[Model]([strength, pin]), range_padding=0.1)
         _legend(
             sync_fig,
-            [
-                ("synchrony (Fisher z)", strength),
-                ("vs chance (z; dashed line: p < .05)", significance),
-            ],
+            [("coupling strength vs chance", strength), *_episode_swatches(sync_fig)],
         )
 
         self.layout = row(
@@ -241,6 +259,11 @@ class _SignalSection:
             sizing_mode="stretch_width",
             visible=False,
         )
+
+    def set_threshold(self, z: float) -> None:
+        if self.threshold.location != z:
+            self.threshold.location = z
+            self.threshold_label.y = z
 
     def clear(self) -> None:
         for source in self.physio.values():
@@ -342,8 +365,10 @@ class DashboardView:
             for section in self.sections.values():
                 section.clear()
         self.waiting.visible = not updates.signals
+        ceiling_z = max(updates.coupling_threshold_z + SYNC_HEADROOM_Z, SYNC_FLOOR_Z + 1.0)
         for signal, section in self.sections.items():
             section.layout.visible = signal in updates.signals
+            section.set_threshold(updates.coupling_threshold_z)
             _set_text(section.tile, render_tile(updates.tiles[signal]))
         for (signal, role), rows in updates.physio.items():
             self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)
@@ -352,7 +377,7 @@ class DashboardView:
             columns: dict[str, Any] = {
                 **rows,
                 "floor": [SYNC_FLOOR_Z] * n_rows,
-                "ceiling": [SYNC_CEILING_Z] * n_rows,
+                "ceiling": [ceiling_z] * n_rows,
             }
             self.sections[signal].sync.stream(columns, rollover=updates.sync_rollover)
         for signal, table in updates.episodes.items():

@@ -36,6 +36,10 @@ ROLES = ("therapist", "client")
 RAW_SIGNALS = ("ecg", "eda")
 DERIVED_SIGNALS = ("hr", "scl", "phasic")
 SYNC_STATES = ("coupled", "anti_phase", "decoupled")
+# Coupling threshold (z against the surrogate null) for a server whose hello does not state
+# its ``thresholds``: the episode engine's default ``z_enter`` (dsp/episodes.py).
+DEFAULT_Z_ENTER = 3.0
+
 STATUS_KINDS = (
     "connected",
     "stalled",
@@ -59,13 +63,23 @@ class MessageIgnored(ProtocolError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hello:
+    """``started_t`` is None from a server that does not send it; ``origin_t`` is then the
+    hello's own ``t``. ``z_enter`` is the coupling threshold on ``null_z``."""
+
     session: str
     t: float
+    started_t: float | None
     mode: str
     signals: tuple[str, ...]
     grid_hz: float
     step_s: float
+    z_enter: float
     lag_convention: str
+
+    @property
+    def origin_t(self) -> float:
+        """LSL time shown as 00:00: the session start, else when this hello was sent."""
+        return self.t if self.started_t is None else self.started_t
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +110,7 @@ class Sync:
     leader: str | None
     null_z: float | None
     p: float | None
+    anti_null_z: float | None
     state: str | None
 
 
@@ -216,9 +231,15 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
         step_s = _number(synchrony, "step_s")
     if grid_hz <= 0 or step_s <= 0:
         raise _malformed(f"grid_hz and synchrony.step_s must be > 0, got {grid_hz}, {step_s}")
+    thresholds = doc.get("thresholds")
+    z_enter = DEFAULT_Z_ENTER
+    if isinstance(thresholds, dict) and thresholds.get("z_enter") is not None:
+        z_enter = _number(thresholds, "z_enter")
     return Hello(
         session=session,
         t=t,
+        started_t=_optional_number(doc, "started_t"),
+        z_enter=z_enter,
         mode=_text(doc, "mode", default="live"),
         signals=signals,
         grid_hz=grid_hz,
@@ -282,6 +303,7 @@ def _sync(doc: dict[str, Any], session: str, t: float) -> Sync:
             leader=None,
             null_z=None,
             p=None,
+            anti_null_z=None,
             state=None,
         )
     return Sync(
@@ -296,6 +318,7 @@ def _sync(doc: dict[str, Any], session: str, t: float) -> Sync:
         leader=_optional_choice(doc, "leader", ROLES),
         null_z=_optional_number(doc, "null_z"),
         p=_optional_number(doc, "p"),
+        anti_null_z=_optional_number(doc, "anti_null_z"),
         state=state,
     )
 

@@ -36,6 +36,11 @@ from .state import DashboardState
 
 log = logging.getLogger(__name__)
 
+# Bokeh loggers that warn on every closed browser tab ("Failed sending message as
+# connection was closed"): routine for a dashboard, so only shown when the application
+# asked for INFO or more detail.
+_TAB_CLOSE_LOGGERS = ("bokeh.server.views.ws", "bokeh.server.protocol_handler")
+
 APP_PATH = "/dashboard"
 
 # Display tick: 4 redraws per second feels live for signals on a 4 Hz grid without
@@ -158,6 +163,12 @@ def _log_feed_end(task: asyncio.Task[None]) -> None:
         log.error("dashboard websocket feed failed", exc_info=task.exception())
 
 
+def _quiet_tab_close_warnings() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        for name in _TAB_CLOSE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def start_dashboard(
     *,
     ws_url: str,
@@ -205,6 +216,7 @@ def start_dashboard(
         # Bokeh's own default names only localhost; a browser opening the printed URL
         # sends the host it was given.
         origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if is_loopback(host) else [])
+    _quiet_tab_close_warnings()
     sessions: set[_LiveSession] = set()
     app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions)))
     server = Server(

@@ -8,8 +8,12 @@ makes every display rule testable without a browser.
 
 Display rules that keep the page from being wrong silently:
 
+- time is session time: LSL seconds since the hello's ``started_t`` (the session start),
+  so every page, however late it was opened, labels the same moment alike;
 - an invalid or missing sample is NaN, which Bokeh draws as a gap; a hole in the grid
   (dropped batch, reconnect) also inserts a gap rather than a line bridging it;
+- the backlog a server sends right after ``hello`` (recent messages, oldest first) fills
+  the plots; what the page already holds (a reconnect) is skipped silently;
 - a synchrony tile shows a state only while estimates keep arriving from a connected
   server; otherwise it says "No estimate" and why;
 - stream badges fall back to "unknown" while the server is unreachable.
@@ -26,6 +30,7 @@ from typing import Literal
 from dsp.exceptions import ConfigError, ProtocolError
 
 from .messages import (
+    DEFAULT_Z_ENTER,
     DERIVED_SIGNALS,
     ROLES,
     Episode,
@@ -78,10 +83,12 @@ LAG_CONVENTION = "positive lag = client follows therapist"
 _BEFORE_HELLO = Hello(
     session="",
     t=0.0,
+    started_t=None,
     mode="live",
     signals=(),
     grid_hz=4.0,
     step_s=1.0,
+    z_enter=DEFAULT_Z_ENTER,
     lag_convention=LAG_CONVENTION,
 )
 
@@ -90,13 +97,15 @@ _STATE_HEADLINE = {"coupled": "Coupled", "anti_phase": "Anti-phase", "decoupled"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TileView:
-    """The large synchrony state tile of one derived signal."""
+    """The large synchrony state tile of one derived signal; ``note`` qualifies the
+    headline (e.g. coupling emerging before the server classifies it), often empty."""
 
     signal: str
     kind: TileKind
     headline: str
     detail: str
     figures: str
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,13 +134,15 @@ class Updates:
     """Everything the display must apply on one tick.
 
     ``reset`` means "clear every plot first" (a new session). ``physio`` is keyed by
-    ``(signal, role)`` with columns ``x`` (elapsed ms) and ``y``; ``sync`` by signal with
-    columns ``x``, ``z``, ``null_z``; ``episodes`` holds the full shading table of each
+    ``(signal, role)`` with columns ``x`` (session time, ms) and ``y``; ``sync`` by signal
+    with columns ``x``, ``z``, ``null_z``; ``episodes`` holds the full shading table of each
     signal whose episodes changed (columns ``left``, ``right``, ``state``).
+    ``coupling_threshold_z`` is the ``null_z`` above which the server enters an episode.
     """
 
     reset: bool
     signals: tuple[str, ...]
+    coupling_threshold_z: float
     physio: dict[tuple[str, str], dict[str, list[float]]]
     sync: dict[str, dict[str, list[float]]]
     episodes: dict[str, dict[str, list[float] | list[str]]]
@@ -145,7 +156,7 @@ class Updates:
 class _Series:
     """Rows waiting to be streamed to one plot, bounded to the plot's rollover."""
 
-    __slots__ = ("_at_break", "_columns", "_last_t", "_last_x", "_max_step_s", "_rows")
+    __slots__ = ("_columns", "_last_t", "_last_x", "_max_step_s", "_rows")
 
     def __init__(self, columns: tuple[str, ...], *, capacity: int, max_step_s: float) -> None:
         self._columns = columns
@@ -153,27 +164,20 @@ class _Series:
         self._max_step_s = max_step_s
         self._last_t: float | None = None
         self._last_x: float | None = None
-        self._at_break = False
 
     def add(self, t_s: float, x: float, values: tuple[float, ...]) -> bool:
-        """Queue one row; refuse (False) a time not after the previous one."""
-        if self._last_t is not None:
+        """Queue one row; refuse (False) a time not after the previous one. A hole in time
+        (dropped batch, outage without backlog) queues a NaN row first, so the line does
+        not bridge it; a reconnect whose backlog fills the outage leaves no gap."""
+        if self._last_t is not None and self._last_x is not None:
             if t_s <= self._last_t:
                 return False
             if t_s - self._last_t > self._max_step_s:
-                self.add_break()
+                self._rows.append((self._last_x, *([math.nan] * (len(self._columns) - 1))))
         self._rows.append((x, *values))
         self._last_t = t_s
         self._last_x = x
-        self._at_break = False
         return True
-
-    def add_break(self) -> None:
-        """Queue a NaN row so the line does not bridge a hole in the data (once per hole,
-        however many reconnect attempts fail meanwhile)."""
-        if self._last_x is not None and not self._at_break:
-            self._rows.append((self._last_x, *([math.nan] * (len(self._columns) - 1))))
-            self._at_break = True
 
     @property
     def last_x(self) -> float | None:
@@ -200,6 +204,34 @@ class _Episode:
         self.right_x: float | None = None  # None while the episode is still open
 
 
+class _Episodes:
+    """Episodes of one signal, and which events were already applied: a backlog after a
+    reconnect repeats events, and applying an old "start" again would close the open
+    episode. Events are applied in ``t`` order; at one ``t`` (an end and a start decided
+    together) each distinct event once."""
+
+    __slots__ = ("_last_keys", "_last_t", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[_Episode] = deque(maxlen=MAX_EPISODES)
+        self._last_t = -math.inf
+        self._last_keys: set[tuple[str, str]] = set()
+
+    def is_new(self, message: Episode) -> bool:
+        key = (message.event, message.state)
+        if message.t < self._last_t or (message.t == self._last_t and key in self._last_keys):
+            return False
+        if message.t > self._last_t:
+            self._last_t = message.t
+            self._last_keys = set()
+        self._last_keys.add(key)
+        return True
+
+    @property
+    def open(self) -> _Episode | None:
+        return self.items[-1] if self.items and self.items[-1].right_x is None else None
+
+
 class _Tile:
     __slots__ = ("received_at_s", "sync")
 
@@ -209,13 +241,16 @@ class _Tile:
 
 
 class _Badge:
-    __slots__ = ("detail", "kind", "lost", "received")
+    __slots__ = ("detail", "kind", "lost", "received", "t")
 
     def __init__(self) -> None:
         self.kind: str | None = None
         self.detail = ""
         self.received: int | None = None
         self.lost: int | None = None
+        # LSL time of the news the badge shows: a backlog status replayed after a
+        # reconnect must not overwrite a newer health report.
+        self.t = -math.inf
 
 
 class DashboardState:
@@ -275,9 +310,6 @@ class DashboardState:
         self._connection = "disconnected"
         self._connection_detail = reason
         self._retry_at_s = now_s + retry_in_s
-        # Whatever arrives after the reconnect is not continuous with what came before.
-        for series in (*self._physio.values(), *self._sync.values()):
-            series.add_break()
 
     # -- messages ------------------------------------------------------------------
 
@@ -310,8 +342,10 @@ class DashboardState:
             self._on_episode(message)
         elif isinstance(message, Status):
             badge = self._badge(f"{message.role}-{message.signal}")
-            badge.kind = message.kind
-            badge.detail = message.detail
+            if message.t >= badge.t:
+                badge.kind = message.kind
+                badge.detail = message.detail
+                badge.t = message.t
         elif isinstance(message, Health):
             self._on_health(message)
         elif isinstance(message, Other):
@@ -320,19 +354,34 @@ class DashboardState:
     def _count(self, category: str) -> None:
         self.ignored[category] = self.ignored.get(category, 0) + 1
 
+    def _count_stale(self, t_s: float) -> None:
+        """Count data refused as not newer than what is held, unless it is backlog (older
+        than the hello): a reconnect's backlog repeats what the page has, by design."""
+        assert self._hello is not None
+        if t_s > self._hello.t:
+            self._count("out_of_order_samples")
+
     def _x(self, t_s: float) -> float:
-        """Elapsed milliseconds since the session's first hello (a datetime axis unit)."""
+        """Session time in milliseconds (the time axis unit): LSL seconds since the origin."""
         return (t_s - self._t0) * 1000.0
 
     def _on_hello(self, hello: Hello) -> None:
-        if hello.session != self._session or self._hello is None:
+        previous = self._hello
+        restarted = (
+            previous is not None
+            and previous.started_t is not None
+            and hello.started_t is not None
+            and previous.started_t != hello.started_t
+        )  # same room name, new session start: a new session
+        if previous is None or hello.session != self._session or restarted:
             self._clear(hello)
             self._reset = True
         self._hello = hello
 
     def _clear(self, hello: Hello) -> None:
         self._session = hello.session or None
-        self._t0 = hello.t
+        # Kept across reconnects to the same session, so the axis never jumps.
+        self._t0 = hello.origin_t
         margin = 1.1  # room for the NaN rows that mark gaps
         physio_rows = math.ceil(self._history_s * hello.grid_hz * margin)
         sync_rows = math.ceil(self._history_s / hello.step_s * margin)
@@ -350,9 +399,7 @@ class DashboardState:
             for signal in DERIVED_SIGNALS
         }
         self._tiles = {signal: _Tile() for signal in DERIVED_SIGNALS}
-        self._episodes: dict[str, deque[_Episode]] = {
-            signal: deque(maxlen=MAX_EPISODES) for signal in DERIVED_SIGNALS
-        }
+        self._episodes = {signal: _Episodes() for signal in DERIVED_SIGNALS}
         self._episodes_changed: set[str] = set(DERIVED_SIGNALS)
         self._badges: dict[str, _Badge] = {}
         for signal in hello.signals:
@@ -367,29 +414,34 @@ class DashboardState:
         for t_s, value in zip(message.t_s, message.values, strict=True):
             y = math.nan if value is None else value
             if not series.add(t_s, self._x(t_s), (y,)):
-                self._count("out_of_order_samples")
+                self._count_stale(t_s)
 
     def _on_sync(self, message: Sync, *, now_s: float) -> None:
+        assert self._hello is not None
         z = math.nan if message.z is None else message.z
         null_z = math.nan if message.null_z is None else message.null_z
         if not self._sync[message.signal].add(message.t, self._x(message.t), (z, null_z)):
-            self._count("out_of_order_samples")
+            self._count_stale(message.t)
             return
         tile = self._tiles[message.signal]
         tile.sync = message
-        tile.received_at_s = now_s
-        episodes = self._episodes[message.signal]
-        if episodes and episodes[-1].right_x is None:
+        # A backlog update was already this old when the hello was sent: an outage that
+        # the backlog reveals (no recent update) must read as stale, not as current.
+        tile.received_at_s = now_s - max(0.0, self._hello.t - message.t)
+        if self._episodes[message.signal].open is not None:
             self._episodes_changed.add(message.signal)  # the open episode grows
 
     def _on_episode(self, message: Episode) -> None:
         episodes = self._episodes[message.signal]
+        if not episodes.is_new(message):
+            self._count_stale(message.t)
+            return
         x = self._x(message.t)
-        if episodes and episodes[-1].right_x is None:
+        if (open_episode := episodes.open) is not None:
             # A start while another is open implicitly ends the open one.
-            episodes[-1].right_x = max(x, episodes[-1].left_x)
+            open_episode.right_x = max(x, open_episode.left_x)
         if message.event == "start":
-            episodes.append(_Episode(message.state, x))
+            episodes.items.append(_Episode(message.state, x))
         self._episodes_changed.add(message.signal)
 
     def _on_health(self, message: Health) -> None:
@@ -398,6 +450,9 @@ class DashboardState:
             if role not in ROLES or signal not in SOURCE_SIGNAL.values():
                 continue  # a stream this dashboard does not know how to label
             badge = self._badge(stream)
+            if message.t < badge.t:
+                continue
+            badge.t = message.t
             if health.status is not None and health.status != badge.kind:
                 badge.kind = health.status
                 badge.detail = ""  # the detail belonged to the previous status
@@ -410,7 +465,6 @@ class DashboardState:
         """Everything that changed since the previous call, plus current views."""
         hello = self._hello
         signals = hello.signals if hello is not None else ()
-        step_s = hello.step_s if hello is not None else 1.0
         physio = {key: rows for key, s in self._physio.items() if (rows := s.take()) is not None}
         sync = {key: rows for key, s in self._sync.items() if (rows := s.take()) is not None}
         episodes = {signal: self._episode_table(signal) for signal in self._episodes_changed}
@@ -421,12 +475,13 @@ class DashboardState:
         return Updates(
             reset=reset,
             signals=signals,
+            coupling_threshold_z=hello.z_enter if hello is not None else DEFAULT_Z_ENTER,
             physio=physio,
             sync=sync,
             episodes=episodes,
             physio_rollover=first_physio.capacity,
             sync_rollover=first_sync.capacity,
-            tiles={s: self._tile_view(s, now_s=now_s, step_s=step_s) for s in DERIVED_SIGNALS},
+            tiles={s: self._tile_view(s, now_s=now_s) for s in DERIVED_SIGNALS},
             badges=tuple(self._badge_views()),
             header=self._header_view(now_s=now_s),
         )
@@ -436,7 +491,7 @@ class DashboardState:
         states: list[str] = []
         lefts: list[float] = []
         rights: list[float] = []
-        for episode in self._episodes[signal]:
+        for episode in self._episodes[signal].items:
             end = episode.right_x if episode.right_x is not None else last_x
             if end is None:
                 continue  # opened before any synchrony step: nothing to shade yet
@@ -445,15 +500,16 @@ class DashboardState:
             rights.append(max(end, episode.left_x))
         return {"left": lefts, "right": rights, "state": states}
 
-    def _tile_view(self, signal: str, *, now_s: float, step_s: float) -> TileView:
+    def _tile_view(self, signal: str, *, now_s: float) -> TileView:
         tile = self._tiles[signal]
         sync = tile.sync
+        hello = self._hello
         if self._connection != "connected":
             return _no_estimate(signal, "Not connected to the server")
-        if sync is None:
+        if sync is None or hello is None:
             return _no_estimate(signal, "Waiting for the first estimate")
         age_s = now_s - tile.received_at_s
-        if age_s > max(MIN_STALE_S, STALE_STEPS * step_s):
+        if age_s > max(MIN_STALE_S, STALE_STEPS * hello.step_s):
             return _no_estimate(signal, f"No update for {age_s:.0f} s")
         if not sync.estimate:
             return _no_estimate(signal, _sentence(sync.reason or "no reason given"))
@@ -477,6 +533,7 @@ class DashboardState:
             signal=signal,
             kind=kind,
             headline=_STATE_HEADLINE[sync.state],
+            note=_emerging_note(sync, z_enter=hello.z_enter),
             detail=_lead_text(sync.leader, sync.best_lag_s),
             figures=_figures_text(sync),
         )
@@ -544,13 +601,15 @@ def _stream_order(stream: str) -> tuple[int, str]:
     return (ROLES.index(role) if role in ROLES else len(ROLES), signal)
 
 
-# Plain wording for the reasons protocol.md lists (and the server's null warm-up), for a
-# clinician glancing at the tile; any other reason is shown as sent.
+# Plain wording for the reasons protocol.md and the synchrony engine give (dsp/synchrony.py
+# ``Reason``), for a clinician glancing at the tile; any other reason is shown as sent.
 _REASON_TEXT = {
     "warming up": "Collecting enough data",
-    "null warming up": "Estimating the chance level",
+    "null warming up": "Collecting enough data to compare with chance",
+    "null unavailable": "Too many gaps to compare with chance",
     "gap": "Gap in the data",
     "bad signal": "Signal quality too low",
+    "flat signal": "A signal is flat (check the sensor)",
     "clock break": "Clock jump in a sensor stream",
 }
 
@@ -574,9 +633,25 @@ def _lead_text(leader: str | None, best_lag_s: float | None) -> str:
     return f"{leader.capitalize()} leads by {abs(best_lag_s):.1f} s"
 
 
+def _emerging_note(sync: Sync, *, z_enter: float) -> str:
+    """Why the figures may look stronger than the state: the server enters an episode only
+    after the z against chance has stayed above threshold for a while (hysteresis)."""
+    if sync.state != "decoupled":
+        return ""
+    if sync.null_z is not None and sync.null_z >= z_enter:
+        return "Coupling emerging…"
+    if sync.anti_null_z is not None and sync.anti_null_z >= z_enter:
+        return "Anti-phase pattern emerging…"
+    return ""
+
+
 def _figures_text(sync: Sync) -> str:
     parts = []
-    if sync.r is not None:
+    if sync.z is not None:
+        # The correlation at the best lag (z is its Fisher z): the strength the lead
+        # refers to, in the unit clinicians read.
+        parts.append(f"peak r {math.tanh(sync.z):+.2f}")
+    elif sync.r is not None:
         parts.append(f"r {sync.r:+.2f}")
     if sync.null_z is not None:
         parts.append(f"z vs chance {sync.null_z:+.1f}")

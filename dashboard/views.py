@@ -19,7 +19,7 @@ from .state import BadgeView, HeaderView, TileView
 THERAPIST_COLOR = "#0072B2"  # Okabe-Ito blue
 CLIENT_COLOR = "#E69F00"  # Okabe-Ito orange
 STRENGTH_COLOR = "#333333"
-SIGNIFICANCE_COLOR = "#009E73"  # Okabe-Ito bluish green
+THRESHOLD_COLOR = "#555555"
 STATE_COLORS = {
     "coupled": "#009E73",  # Okabe-Ito bluish green
     "anti_phase": "#CC79A7",  # Okabe-Ito reddish purple
@@ -31,6 +31,21 @@ SIGNAL_TITLES = {
     "phasic": "Phasic skin conductance",
 }
 SIGNAL_UNITS = {"hr": "bpm", "scl": "µS", "phasic": "µS"}
+
+# Tick labels of the time axis (a Bokeh CustomJSTickFormatter body; ``tick`` is session
+# time in ms) as [-][h:]mm:ss, tenths only on sub-second ticks. A time before the session
+# start reads with a minus sign instead of wrapping round to "59:59".
+SESSION_TIME_JS = """
+const tenths = Math.round(Math.abs(tick) / 100);
+const whole = Math.floor(tenths / 10);
+const pad = (n) => String(n).padStart(2, "0");
+const h = Math.floor(whole / 3600);
+const m = Math.floor((whole % 3600) / 60);
+const s = whole % 60;
+let text = h > 0 ? h + ":" + pad(m) + ":" + pad(s) : pad(m) + ":" + pad(s);
+if (tenths % 10 !== 0) text += "." + (tenths % 10);
+return (tick < 0 && tenths > 0 ? "-" : "") + text;
+"""
 
 CSS = """
 :host { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; }
@@ -62,6 +77,7 @@ CSS = """
 .tile-title { font-size: 13px; text-transform: uppercase; letter-spacing: 0.06em;
   color: #666; }
 .tile-state { font-size: 30px; font-weight: 600; margin: 6px 0 4px 0; }
+.tile-note { font-size: 15px; color: #444; margin: -2px 0 6px 0; }
 .tile-detail { font-size: 16px; color: #333; }
 .tile-figures { font-size: 13px; color: #666; margin-top: 8px;
   font-variant-numeric: tabular-nums; }
@@ -111,11 +127,13 @@ def render_header(view: HeaderView) -> str:
 
 def render_tile(view: TileView) -> str:
     figures = f'<div class="tile-figures">{escape(view.figures)}</div>' if view.figures else ""
+    note = f'<div class="tile-note">{escape(view.note)}</div>' if view.note else ""
     return (
         f'<div class="tile tile-{view.kind}">'
         f'<div class="tile-title">{escape(SIGNAL_TITLES.get(view.signal, view.signal))}'
         " synchrony</div>"
         f'<div class="tile-state">{escape(view.headline)}</div>'
+        f"{note}"
         f'<div class="tile-detail">{escape(view.detail)}</div>'
         f"{figures}"
         "</div>"

@@ -220,6 +220,30 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
                 assert _finite(after[name]["y"]), f"{name} has no valid sample"
             hr = _finite(after["hr_physio_client"]["y"] + after["hr_physio_therapist"]["y"])
             assert min(hr) > 40 and max(hr) < 180, "implausible heart rate on the page"
+            axis_labels = page.evaluate(
+                """(signals) => signals.map((s) =>
+                    Bokeh.documents[0].get_model_by_name(s + '_sync').below[0].axis_label)""",
+                signals,
+            )
+            assert axis_labels == ["session time (mm:ss)"] * len(signals)
+
+            # A page opened later (or reloaded) shows the recent history at once, on the
+            # same session clock: the same sample sits at the same time on both pages.
+            late = browser.new_page(viewport={"width": 1400, "height": 860})
+            late.on("pageerror", lambda error: page_errors.append(str(error)))
+            late.goto(url)
+            late.wait_for_function(
+                """() => window.Bokeh && Bokeh.documents.length > 0
+                    && Bokeh.documents[0].get_model_by_name('hr_physio_client') !== null
+                    && Bokeh.documents[0].get_model_by_name('hr_physio_client')
+                        .data_source.data.x.length > 0""",
+                timeout=30_000,
+            )
+            late_x = _model_data(late, "hr_physio_client")["x"]
+            early_x = after["hr_physio_client"]["x"]
+            assert min(late_x) <= min(early_x) + 1000.0, "the late page has no backlog"
+            assert set(early_x) & set(late_x), "the pages disagree on session time"
+            late.close()
 
             # The synchrony plots fill in once the window is full (best-lag Fisher z).
             page.wait_for_function(

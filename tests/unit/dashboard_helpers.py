@@ -17,20 +17,27 @@ def hello(
     t: float = T0,
     signals: tuple[str, ...] = ("hr", "scl"),
     grid_hz: float = 4.0,
+    started_t: float | None = None,
+    z_enter: float | None = None,
 ) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "hello",
-            "session": session,
-            "t": t,
-            "mode": "live",
-            "signals": list(signals),
-            "grid_hz": grid_hz,
-            "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
-            "lag_convention": "positive lag = client follows therapist",
-        }
-    )
+    """A hello; ``started_t`` and ``thresholds`` are only sent when given (as from a
+    server that predates them)."""
+    doc: dict[str, Any] = {
+        "v": 1,
+        "type": "hello",
+        "session": session,
+        "t": t,
+        "mode": "live",
+        "signals": list(signals),
+        "grid_hz": grid_hz,
+        "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+        "lag_convention": "positive lag = client follows therapist",
+    }
+    if started_t is not None:
+        doc["started_t"] = started_t
+    if z_enter is not None:
+        doc["thresholds"] = {"z_enter": z_enter, "z_exit": 1.5}
+    return json.dumps(doc)
 
 
 def physio(

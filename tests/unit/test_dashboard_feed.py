@@ -65,7 +65,7 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         assert ws.request is not None
         paths.append(ws.request.path)
         await ws.send(HELLO)
-        await ws.send(sync(11.0 + connections))
+        await ws.send(sync(9.0 + 3.0 * connections))  # 12 s, then 15 s
         if connections == 1:
             return  # closing the first connection: the client must come back
         await ws.wait_closed()  # keep the second one open until the test ends
@@ -76,7 +76,7 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         url = with_token(f"ws://127.0.0.1:{port}/ws", "s3cret")
         task = asyncio.create_task(run_feed(url, sink, backoff=Backoff(initial_s=0.05)))
         try:
-            await wait_for(lambda: connections == 2 and sink.events[-1] == sync(13.0))
+            await wait_for(lambda: connections == 2 and sink.events[-1] == sync(15.0))
         finally:
             task.cancel()
     assert sink.events == [
@@ -88,13 +88,13 @@ async def test_messages_flow_and_reconnect_after_server_closes() -> None:
         "connecting",
         "connected",
         HELLO,
-        sync(13.0),
+        sync(15.0),
     ]
     assert paths == ["/ws?token=s3cret", "/ws?token=s3cret"]
     updates = sink.take_updates(now_s=asyncio.get_running_loop().time())
     assert updates.header.connection == "connected"
-    # One session kept across the reconnect, with a gap (NaN row) where it was lost.
-    assert updates.sync["hr"]["x"] == [2000.0, 2000.0, 3000.0]
+    # One session kept across the reconnect, with a gap (NaN row) for the 3 s missed.
+    assert updates.sync["hr"]["x"] == [2000.0, 2000.0, 5000.0]
     z = updates.sync["hr"]["z"]
     assert z[0] == z[2] == 0.73 and math.isnan(z[1])
 

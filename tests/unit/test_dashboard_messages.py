@@ -105,15 +105,19 @@ def encode(doc: dict[str, Any], **changes: Any) -> str:
 
 def test_documented_examples_decode() -> None:
     hello = decode_message(encode(HELLO))
+    # The documented example predates started_t and thresholds: the fallbacks apply.
     assert hello == Hello(
         session="room-1",
         t=1234.5,
+        started_t=None,
         mode="live",
         signals=("hr", "scl"),
         grid_hz=4.0,
         step_s=1.0,
+        z_enter=3.0,
         lag_convention="positive lag = client follows therapist",
     )
+    assert isinstance(hello, Hello) and hello.origin_t == 1234.5
     physio = decode_message(encode(PHYSIO))
     assert isinstance(physio, Physio)
     assert physio.values == (71.2, 71.4, None, None)
@@ -224,6 +228,8 @@ def test_no_estimate_drops_every_number() -> None:
         (encode(HELLO, synchrony={"step_s": 0}), "malformed"),
         (encode(HELLO, synchrony={"step_s": "1"}), "malformed"),
         (encode(HELLO, signals="hr"), "malformed"),
+        (encode(HELLO, started_t="1200"), "malformed"),
+        (encode(HELLO, thresholds={"z_enter": "high"}), "malformed"),
         ("x" * (2 << 20), "malformed"),
     ],
 )
@@ -240,6 +246,17 @@ def test_estimate_without_state_keeps_its_numbers() -> None:
     message = decode_message(encode(SYNC, state=None, reason="null warming up", null_z=None))
     assert isinstance(message, Sync)
     assert (message.estimate, message.state, message.z, message.null_z) == (True, None, 0.73, None)
+
+
+def test_hello_session_start_and_coupling_threshold() -> None:
+    hello = decode_message(
+        encode(HELLO, started_t=1154.5, thresholds={"z_enter": 2.5, "z_exit": 1.5})
+    )
+    assert isinstance(hello, Hello)
+    assert (hello.started_t, hello.origin_t, hello.z_enter) == (1154.5, 1154.5, 2.5)
+    other = decode_message(encode(HELLO, started_t=None, thresholds={"z_exit": 1.0}))
+    assert isinstance(other, Hello)
+    assert (other.origin_t, other.z_enter) == (1234.5, 3.0)
 
 
 def test_hello_keeps_only_known_signals() -> None:

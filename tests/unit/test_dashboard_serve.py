@@ -4,6 +4,7 @@ websocket feed, the token is enforced, stop() releases everything."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import parse_qsl
 
 import pytest
@@ -116,3 +117,26 @@ def test_origins_are_normalised_for_bokeh() -> None:
 def test_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0)
+
+
+@pytest.mark.parametrize(
+    ("root_level", "quieted"), [(logging.WARNING, True), (logging.INFO, False)]
+)
+async def test_closed_tab_warnings_are_quiet_unless_info_is_wanted(
+    root_level: int, quieted: bool
+) -> None:
+    names = ("bokeh.server.views.ws", "bokeh.server.protocol_handler")
+    root = logging.getLogger()
+    saved = (root.level, *(logging.getLogger(n).level for n in names))
+    root.setLevel(root_level)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    try:
+        handle = start_dashboard(ws_url="ws://127.0.0.1:9/ws", port=0)
+        handle.stop()
+        levels = [logging.getLogger(n).level for n in names]
+        assert levels == ([logging.ERROR] * 2 if quieted else [logging.NOTSET] * 2)
+    finally:
+        root.setLevel(saved[0])
+        for name, level in zip(names, saved[1:], strict=True):
+            logging.getLogger(name).setLevel(level)

@@ -48,13 +48,15 @@ def episode(t: float, event: str, state: str = "coupled") -> str:
     )
 
 
-def status(kind: str, *, role: str = "client", signal: str = "eda", detail: str = "") -> str:
+def status(
+    kind: str, *, role: str = "client", signal: str = "eda", detail: str = "", t: float = T0
+) -> str:
     return json.dumps(
         {
             "v": 1,
             "type": "status",
             "session": "room-1",
-            "t": T0,
+            "t": t,
             "role": role,
             "signal": signal,
             "kind": kind,
@@ -80,7 +82,7 @@ def test_physio_rows_are_elapsed_ms_and_invalid_samples_are_nan() -> None:
     assert state.take_updates(now_s=0.0).physio == {}
 
 
-def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
+def test_hole_in_the_grid_and_outage_insert_gaps() -> None:
     state = connected(
         hello(), physio([1000.25, 1000.5], [70.0, 71.0]), physio([1001.5, 1001.75], [72.0, 73.0])
     )  # 1000.75..1001.25 missing
@@ -89,11 +91,12 @@ def test_hole_in_the_grid_and_reconnect_insert_gaps() -> None:
     for attempt in range(3):  # one gap however many reconnect attempts fail
         state.on_disconnected(reason="connection lost", now_s=1.0 + attempt, retry_in_s=0.5)
     state.on_connected()
-    state.feed(hello(), now_s=2.0)
-    state.feed(physio([1002.0], [74.0]), now_s=2.0)
-    updates = state.take_updates(now_s=2.0)
+    state.feed(hello(t=1010.0), now_s=4.0)  # an older server: no backlog of the outage
+    state.feed(physio([1010.0], [74.0]), now_s=4.0)
+    updates = state.take_updates(now_s=4.0)
     assert not updates.reset  # same session: history kept
     assert same(updates.physio[("hr", "therapist")]["y"], [math.nan, 74.0])
+    assert updates.physio[("hr", "therapist")]["x"] == [1750.0, 10000.0]
 
 
 def test_repeated_or_backward_samples_are_dropped_and_counted() -> None:
@@ -157,10 +160,11 @@ def test_new_session_resets_everything() -> None:
 
 
 def test_tile_shows_state_leader_and_figures() -> None:
-    tile = connected(hello(), sync(1001.0)).take_updates(now_s=0.0).tiles["hr"]
-    assert (tile.kind, tile.headline) == ("coupled", "Coupled")
+    tile = connected(hello(), sync(1001.0, z=1.0)).take_updates(now_s=0.0).tiles["hr"]
+    assert (tile.kind, tile.headline, tile.note) == ("coupled", "Coupled", "")
     assert tile.detail == "Therapist leads by 2.0 s"
-    assert tile.figures == "r +0.62 · z vs chance +3.1 · p 0.01"
+    # The correlation at the best lag, tanh(1.0) = 0.7616, not the raw Fisher z.
+    assert tile.figures == "peak r +0.76 · z vs chance +3.1 · p 0.01"
 
 
 @pytest.mark.parametrize(
@@ -212,7 +216,7 @@ def test_estimate_without_state_is_plotted_but_claims_no_state() -> None:
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
         "none",
         "No state yet",
-        "Estimating the chance level",
+        "Collecting enough data to compare with chance",
         "",
     )
     assert updates.sync["hr"]["z"] == [0.73]
@@ -353,3 +357,160 @@ def test_pure_parts_do_not_import_bokeh() -> None:
         "assert 'bokeh' not in sys.modules and 'tornado' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- session time, backlog, threshold, wording ----------------------------------------
+
+
+def test_time_axis_counts_from_the_session_start_not_the_page_open() -> None:
+    # The page opens 80 s into a session that started at LSL time 920.
+    state = connected(
+        hello(t=T0, started_t=920.0), physio([919.75, 999.75, 1000.0], [70.0, 71.0, 72.0])
+    )
+    rows = state.take_updates(now_s=0.0).physio[("hr", "therapist")]
+    # A sample from before the start is a negative time, never wrapped round (the second
+    # row is the gap marker of the 80 s hole).
+    assert rows["x"] == [-250.0, -250.0, 79750.0, 80000.0]
+
+
+def test_session_time_falls_back_to_the_hello_without_started_t() -> None:
+    state = connected(hello(t=T0), physio([1000.5], [70.0]))
+    assert state.take_updates(now_s=0.0).physio[("hr", "therapist")]["x"] == [500.0]
+    # A reconnect keeps the first origin: the axis does not jump.
+    state.feed(hello(t=1001.0), now_s=1.0)
+    state.feed(physio([1000.75], [71.0]), now_s=1.0)
+    assert state.take_updates(now_s=1.0).physio[("hr", "therapist")]["x"] == [750.0]
+
+
+def _backlog(start_t: float, end_t: float) -> list[str]:
+    """What a server sends after the hello: physio, sync, episode and status of the last
+    minutes, oldest first."""
+    messages = [status("connected", t=start_t)]
+    t = start_t
+    while t < end_t:
+        t += 1.0
+        messages.append(physio([t - 0.75, t - 0.5, t - 0.25, t], [70.0, 71.0, 72.0, 73.0]))
+        messages.append(sync(t))
+        if t == start_t + 5.0:
+            messages.append(episode(t, "start"))
+    return messages
+
+
+def test_backlog_after_hello_fills_the_plots_of_a_late_page() -> None:
+    state = connected(hello(t=1300.0, started_t=1000.0), *_backlog(1200.0, 1299.0))
+    state.feed(physio([1299.25], [74.0]), now_s=0.0)  # live again
+    state.feed(sync(1300.0), now_s=0.0)
+    updates = state.take_updates(now_s=0.0)
+    rows = updates.physio[("hr", "therapist")]
+    assert len(rows["x"]) == 99 * 4 + 1 and rows["x"][0] == 200250.0
+    assert rows["x"] == sorted(rows["x"]) and not any(math.isnan(y) for y in rows["y"])
+    assert updates.sync["hr"]["x"] == [1000.0 * k for k in range(201, 301)]
+    assert updates.episodes["hr"] == {"left": [205000.0], "right": [300000.0], "state": ["coupled"]}
+    assert {b.stream: b.kind for b in updates.badges}["client-eda"] == "connected"
+    assert updates.tiles["hr"].headline == "Coupled"
+    assert state.ignored == {}
+
+
+def test_reconnect_backlog_repeats_nothing_and_fills_the_outage() -> None:
+    hello_1 = hello(t=1100.0, started_t=1000.0)
+    state = connected(hello_1, *_backlog(1050.0, 1099.0))
+    state.take_updates(now_s=0.0)
+    state.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=0.5)
+    state.on_connected()
+    # Back 20 s later: the backlog overlaps what the page holds and covers the outage.
+    for raw in (hello(t=1120.0, started_t=1000.0), *_backlog(1050.0, 1119.0)):
+        state.feed(raw, now_s=2.0)
+    updates = state.take_updates(now_s=2.0)
+    assert not updates.reset
+    rows = updates.physio[("hr", "therapist")]
+    assert rows["x"] == [1000.0 * t for t in np_range(1099.25, 1119.0, 0.25)]  # no gap
+    assert updates.sync["hr"]["x"] == [1000.0 * k for k in range(100, 120)]
+    # The episode still open since 1055 s was not closed by its own replayed start.
+    assert updates.episodes["hr"] == {"left": [55000.0], "right": [119000.0], "state": ["coupled"]}
+    assert state.ignored == {}
+
+
+def np_range(start: float, stop: float, step: float) -> list[float]:
+    """Session times start..stop inclusive, offset by the session start (1000 s)."""
+    n = round((stop - start) / step)
+    return [start - 1000.0 + k * step for k in range(n + 1)]
+
+
+def test_replayed_status_does_not_override_newer_health() -> None:
+    health = json.dumps(
+        {
+            "v": 1,
+            "type": "health",
+            "session": "room-1",
+            "t": 1010.0,
+            "streams": {"client-eda": {"status": "connected"}},
+        }
+    )
+    state = connected(hello(), status("stalled", t=1005.0), health)
+    state.feed(hello(t=1011.0), now_s=1.0)  # reconnect: the backlog replays the stall
+    state.feed(status("stalled", t=1005.0), now_s=1.0)
+    badges = {b.stream: b.kind for b in state.take_updates(now_s=1.0).badges}
+    assert badges["client-eda"] == "connected"
+
+
+def test_same_room_with_a_new_session_start_is_a_new_session() -> None:
+    state = connected(hello(started_t=900.0), physio([1000.25], [70.0]))
+    state.take_updates(now_s=0.0)
+    state.feed(hello(t=2000.0, started_t=1990.0), now_s=1.0)  # the server was restarted
+    state.feed(physio([1999.0], [71.0]), now_s=1.0)
+    updates = state.take_updates(now_s=1.0)
+    assert updates.reset
+    assert updates.physio[("hr", "therapist")]["x"] == [9000.0]
+
+
+def test_an_old_backlog_estimate_reads_as_stale() -> None:
+    # The newest estimate in the backlog is 30 s older than the hello: nothing current.
+    state = connected(hello(t=1100.0), sync(1070.0), now_s=50.0)
+    tile = state.take_updates(now_s=50.0).tiles["hr"]
+    assert (tile.kind, tile.detail) == ("none", "No update for 30 s")
+
+
+@pytest.mark.parametrize(
+    ("z_enter", "fields", "note"),
+    [
+        (None, {"null_z": 5.1}, "Coupling emerging…"),
+        (None, {"null_z": 3.0}, "Coupling emerging…"),
+        (None, {"null_z": 2.9}, ""),
+        (2.5, {"null_z": 2.6}, "Coupling emerging…"),
+        (None, {"null_z": 0.4, "anti_null_z": 3.4}, "Anti-phase pattern emerging…"),
+        (None, {"null_z": None}, ""),
+    ],
+)
+def test_decoupled_tile_says_when_coupling_is_emerging(
+    z_enter: float | None, fields: dict[str, Any], note: str
+) -> None:
+    state = connected(hello(z_enter=z_enter), sync(1001.0, state="decoupled", **fields))
+    tile = state.take_updates(now_s=0.0).tiles["hr"]
+    assert (tile.kind, tile.headline, tile.note) == ("decoupled", "Decoupled", note)
+
+
+def test_coupling_threshold_comes_from_the_hello() -> None:
+    assert connected(hello(z_enter=2.5)).take_updates(now_s=0.0).coupling_threshold_z == 2.5
+    assert connected(hello()).take_updates(now_s=0.0).coupling_threshold_z == 3.0
+    assert DashboardState().take_updates(now_s=0.0).coupling_threshold_z == 3.0
+
+
+@pytest.mark.parametrize(
+    ("reason", "headline", "detail"),
+    [
+        ("warming up", "No estimate", "Collecting enough data"),
+        ("gap", "No estimate", "Gap in the data"),
+        ("bad signal", "No estimate", "Signal quality too low"),
+        ("flat signal", "No estimate", "A signal is flat (check the sensor)"),
+        ("clock break", "No estimate", "Clock jump in a sensor stream"),
+        ("null warming up", "No state yet", "Collecting enough data to compare with chance"),
+        ("null unavailable", "No state yet", "Too many gaps to compare with chance"),
+    ],
+)
+def test_every_documented_reason_reads_plainly(reason: str, headline: str, detail: str) -> None:
+    if reason.startswith("null"):  # an estimate whose significance is not known yet
+        raw = sync(1001.0, reason=reason, state=None, null_z=None, p=None)
+    else:
+        raw = no_estimate(1001.0, reason)
+    tile = connected(hello(), raw).take_updates(now_s=0.0).tiles["hr"]
+    assert (tile.kind, tile.headline, tile.detail, tile.figures) == ("none", headline, detail, "")

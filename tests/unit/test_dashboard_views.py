@@ -3,15 +3,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import subprocess
 
+import pytest
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource
+from bokeh.models.annotations import Label, Legend, Span
+from bokeh.models.glyphs import Line
+from bokeh.models.renderers import GlyphRenderer
 from bokeh.models.widgets.markups import Div
+from bokeh.plotting import figure
 
 from dashboard.app import DashboardView
 from dashboard.state import BadgeView, DashboardState, HeaderView, TileView
-from dashboard.views import render_badges, render_header, render_tile
+from dashboard.views import SESSION_TIME_JS, render_badges, render_header, render_tile
 from tests.unit.dashboard_helpers import connected, hello, physio, sync
 
 
@@ -133,7 +141,7 @@ def test_named_models_exist_and_receive_rows() -> None:
         "hr_episodes",
         "section_hr",
         "state_scl",
-        "hr_sync_strength",
+        "hr_threshold",
     ):
         assert doc.get_model_by_name(name) is not None, name
     therapist = _source(doc, "hr_physio_therapist").data
@@ -176,3 +184,73 @@ def test_every_tick_beats_the_browser_watchdog() -> None:
     assert len(set(beats)) == 3  # a change per tick, even when nothing else changed
     assert not view.banner.visible  # only the browser shows it, when the beats stop
     assert len(doc.callbacks.js_event_callbacks["document_ready"]) == 1
+
+
+def _figure(doc: Document, name: str) -> figure:
+    fig = doc.get_model_by_name(name)
+    assert isinstance(fig, figure), name
+    return fig
+
+
+def test_synchrony_plot_shows_one_line_against_the_servers_threshold() -> None:
+    view, doc = _view_after(hello(signals=("hr",), z_enter=2.5), sync(1001.0, null_z=2.6))
+    fig = _figure(doc, "hr_sync")
+    lines = [r for r in fig.renderers if isinstance(r, GlyphRenderer) and isinstance(r.glyph, Line)]
+    assert [r.name for r in lines] == ["hr_sync_z"]
+    assert isinstance(lines[0].glyph, Line) and lines[0].glyph.y == "null_z"
+    threshold = doc.get_model_by_name("hr_threshold")
+    assert isinstance(threshold, Span) and threshold.location == 2.5
+    labels = [a for a in fig.center if isinstance(a, Label)]
+    assert [(a.text, a.y) for a in labels] == [("coupling threshold", 2.5)]
+    assert list(_source(doc, "hr_sync_z").data["ceiling"]) == [3.5]  # threshold stays in view
+    legend = next(a for a in fig.above if isinstance(a, Legend))
+    assert [item.label.value for item in legend.items] == [  # type: ignore[union-attr]
+        "coupling strength vs chance",
+        "coupled episode",
+        "anti-phase episode",
+    ]
+    assert fig.xaxis[0].axis_label == "session time (mm:ss)"
+    # A server without thresholds: the engine's default.
+    view.render(connected(hello("room-2", signals=("hr",))).take_updates(now_s=0.0))
+    assert threshold.location == 3.0
+
+
+def test_tile_note_is_shown_under_the_headline() -> None:
+    html = render_tile(
+        TileView(
+            signal="hr",
+            kind="decoupled",
+            headline="Decoupled",
+            note="Coupling emerging…",
+            detail="No clear leader",
+            figures="",
+        )
+    )
+    assert html.index("Decoupled") < html.index("Coupling emerging…") < html.index("No clear")
+    assert "tile-note" not in render_tile(
+        TileView(signal="hr", kind="none", headline="No estimate", detail="Gap", figures="")
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the JS formatter")
+def test_time_axis_labels_are_session_time_with_a_sign() -> None:
+    ticks = [0, 1000, 59000, 80000, 600000, 3600000, 3725000, -1000, -80000, 500, -30, 1500]
+    script = (
+        f"const f = (tick) => {{ {SESSION_TIME_JS} }};"
+        f"console.log(JSON.stringify({json.dumps(ticks)}.map(f)));"
+    )
+    out = subprocess.run(["node", "-e", script], check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout) == [
+        "00:00",
+        "00:01",
+        "00:59",
+        "01:20",
+        "10:00",
+        "1:00:00",
+        "1:02:05",
+        "-00:01",
+        "-01:20",
+        "00:00.5",
+        "00:00",
+        "00:01.5",
+    ]
