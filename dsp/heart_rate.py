@@ -439,12 +439,13 @@ class _RawQuality:
         if n == 0:
             return _EMPTY_CELL
         max_abs_mv = self._config.detector.max_abs_mv
-        lowest, highest = float(values.min()), float(values.max())
+        # The reductions called directly (no ndarray.min/max wrapper): once per cell.
+        lowest, highest = float(np.minimum.reduce(values)), float(np.maximum.reduce(values))
         if not (-max_abs_mv <= lowest and highest <= max_abs_mv):  # some unusable (or NaN)
             values = values[usable_samples(values, max_abs_mv)]
             if values.shape[0] == 0:
                 return _Cell(n, n, np.inf, -np.inf, 0, 0)
-            lowest, highest = float(values.min()), float(values.max())
+            lowest, highest = float(np.minimum.reduce(values)), float(np.maximum.reduce(values))
         return _Cell(
             n,
             n - int(values.shape[0]),

@@ -59,9 +59,9 @@ class SlidingBuffer:
         """Add ``n_new <= max_append`` columns after the newest sample and return them as a
         writable ``(n_rows, n_new)`` view, so callers compute straight into the buffer. The
         columns hold stale values until written; the view is valid until the next extend."""
-        if n_new > self.max_append:
-            raise SignalError(f"append of {n_new} samples exceeds max_append={self.max_append}")
         capacity = int(self._data.shape[1])
+        if n_new > capacity - self._keep:
+            raise SignalError(f"append of {n_new} samples exceeds max_append={self.max_append}")
         if self._length + n_new > capacity:
             n_kept = min(self._keep, self._length)
             self._data[:, :n_kept] = self._data[:, self._length - n_kept : self._length]
@@ -87,13 +87,17 @@ class SlidingBuffer:
 
     def view(self, row: int, start_index: int, stop_index: int) -> FloatArray:
         """Samples ``[start_index, stop_index)`` of one row (a view: do not write to it)."""
-        if start_index < self._first_index or stop_index > self.end_index:
+        first = self._first_index  # locals, not properties: several calls per pushed chunk
+        if start_index < first or stop_index > first + self._length:
             raise SignalError(
                 f"samples [{start_index}, {stop_index}) are not held (held: "
-                f"[{self._first_index}, {self.end_index}))"
+                f"[{first}, {self.end_index}))"
             )
-        return self._data[row, start_index - self._first_index : stop_index - self._first_index]
+        return self._data[row, start_index - first : stop_index - first]
 
     def value(self, row: int, index: int) -> float:
         """One sample of one row."""
-        return float(self.view(row, index, index + 1)[0])
+        first = self._first_index
+        if not first <= index < first + self._length:
+            raise SignalError(f"sample {index} is not held (held: [{first}, {self.end_index}))")
+        return float(self._data[row, index - first])
