@@ -207,7 +207,10 @@ class SessionService:
     def _on_status(self, event: StatusEvent) -> None:
         key = stream_key(event.role, event.signal)
         if key in self._stats and event.kind is not StatusKind.BAD_SAMPLES:
-            self._stats[key].status = event.kind.value
+            # "recovered" is news, not a state: the stream is connected again (the event
+            # itself still goes out below).
+            kind = StatusKind.CONNECTED if event.kind is StatusKind.RECOVERED else event.kind
+            self._stats[key].status = kind.value
         # Status details are free of physiological values by contract, safe to log.
         log.info("stream %s: %s %s", key, event.kind.value, event.detail)
         self._hub.publish(
