@@ -154,7 +154,7 @@ def measure(*, quick: bool) -> list[Row]:
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'signal':<6} {'implementation':<42} {'samples':>9} {'CPU s':>8} {'samples/s':>12} "
+        f"{'signal':<6} {'implementation':<44} {'samples':>9} {'CPU s':>8} {'samples/s':>12} "
         f"{'x real time':>12} {'vs NeuroKit2':>13}"
     )
     print(header)
@@ -164,7 +164,7 @@ def print_table(rows: list[Row]) -> None:
             r for r in rows if r.signal == row.signal and r.implementation.startswith("NeuroKit2")
         )
         print(
-            f"{row.signal:<6} {row.implementation:<42} {row.n_samples:>9} {row.seconds:>8.3f} "
+            f"{row.signal:<6} {row.implementation:<44} {row.n_samples:>9} {row.seconds:>8.3f} "
             f"{row.n_samples / row.seconds:>12.0f} {row.x_real_time:>12.0f} "
             f"{baseline.seconds / row.seconds:>12.1f}x"
         )
