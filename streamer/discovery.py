@@ -98,9 +98,7 @@ def report_streams(
     return StreamsReport(text=text, session_ready=problems == 0)
 
 
-def _session_report(
-    metas: Sequence[StreamMeta], session: SessionConfig
-) -> tuple[list[str], int]:
+def _session_report(metas: Sequence[StreamMeta], session: SessionConfig) -> tuple[list[str], int]:
     lines = [f"session {session.source} (room {session.room!r}):"]
     problems = 0
     for sensor in session.sensors:
