@@ -308,15 +308,6 @@ class DeviceConfig:
             return ()
         return tuple(kind for kind, spec in self.signals.items() if spec.matches(meta))
 
-    def channel_index(self, signal: SignalKind, info: _HasXml | StreamMeta) -> int | None:
-        return self.spec(signal).find_channel(stream_meta(info))
-
-    def counter_channel_index(self, signal: SignalKind) -> int | None:
-        return self.spec(signal).counter_channel_index
-
-    def nominal_rate_hz(self, signal: SignalKind, info: _HasXml | StreamMeta) -> float:
-        return self.spec(signal).rate_hz(stream_meta(info))
-
     def convert(self, signal: SignalKind, raw: FloatArray) -> FloatArray:
         """Raw channel values -> canonical unit (ECG mV, EDA uS)."""
         return self.spec(signal).conversion.apply(raw)
