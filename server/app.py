@@ -12,7 +12,6 @@ import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import pylsl
 
@@ -92,10 +91,8 @@ async def serve_session(
     endpoint = parts.websocket(options.websocket)
     try:
         await endpoint.start()
-        ws_url = endpoint.url
-        if options.websocket.token:
-            ws_url += f"?token={quote(options.websocket.token)}"
-        dashboard = _start_dashboard(ws_url, options)
+        # start_dashboard adds the token to the feed's URL itself.
+        dashboard = _start_dashboard(endpoint.url, options)
     except DyadsyncError:
         await endpoint.stop()
         for source in sources:
