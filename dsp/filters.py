@@ -105,7 +105,7 @@ class StreamingSosFilter:
     samples first (and flag them) — or call :meth:`reset` after a gap.
     """
 
-    __slots__ = ("_initial", "_sections", "_sos", "_zi", "_zi_unit")
+    __slots__ = ("_initial", "_sections", "_zi", "_zi_unit")
 
     def __init__(self, sos: npt.ArrayLike, *, initial: InitialState = "steady") -> None:
         sos_array = np.asarray(sos, dtype=np.float64)
@@ -115,7 +115,6 @@ class StreamingSosFilter:
             )
         if initial not in ("steady", "zero"):
             raise ConfigError(f"initial must be 'steady' or 'zero', got {initial!r}", key="initial")
-        self._sos: FloatArray = sos_array
         self._initial: InitialState = initial
         # Contiguous (b, a) per section, made once: the filter core wants them so.
         self._sections: tuple[tuple[FloatArray, FloatArray], ...] = tuple(
@@ -124,11 +123,6 @@ class StreamingSosFilter:
         # State for a unit constant input; scaled by the first sample on first use.
         self._zi_unit: FloatArray = np.asarray(signal.sosfilt_zi(sos_array), dtype=np.float64)
         self._zi: list[FloatArray] | None = None  # per section
-
-    @property
-    def sos(self) -> FloatArray:
-        """The second-order sections (read-only copy)."""
-        return self._sos.copy()
 
     def reset(self) -> None:
         """Forget the state; the next sample re-initialises it (use after a gap)."""
