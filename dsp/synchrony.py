@@ -392,33 +392,22 @@ class SynchronyEngine:
         center_s = (k - (self._span_n - 1) / 2) / self._grid_hz
         concordance = self._concordance.update(*self._padded(k, self._concordance.slope_window_n))
         reason = self._window_reason(k)
-        if reason is not Reason.NONE:
-            if reason is not Reason.WARMING_UP:
-                self._lag.reset()
-            events = self._tracker.interrupt(t_s=t_s, center_s=center_s, reason=reason.value)
-            update = SyncUpdate(
-                t_s=t_s,
-                window_center_s=center_s,
-                estimate_valid=False,
-                reason=reason.value,
-                concordance=concordance,
-            )
-            return update, events
-        r = self._comoments.correlations()
-        if not np.isfinite(r).all():
+        if reason is Reason.NONE:
+            r = self._comoments.correlations()
+            if np.isfinite(r).all():
+                return self._estimate(k, t_s, center_s, r, concordance)
+            reason = Reason.FLAT_SIGNAL
+        if reason is not Reason.WARMING_UP:
             self._lag.reset()
-            events = self._tracker.interrupt(
-                t_s=t_s, center_s=center_s, reason=Reason.FLAT_SIGNAL.value
-            )
-            flat = SyncUpdate(
-                t_s=t_s,
-                window_center_s=center_s,
-                estimate_valid=False,
-                reason=Reason.FLAT_SIGNAL.value,
-                concordance=concordance,
-            )
-            return flat, events
-        return self._estimate(k, t_s, center_s, r, concordance)
+        events = self._tracker.interrupt(t_s=t_s, center_s=center_s, reason=reason.value)
+        update = SyncUpdate(
+            t_s=t_s,
+            window_center_s=center_s,
+            estimate_valid=False,
+            reason=reason.value,
+            concordance=concordance,
+        )
+        return update, events
 
     def _estimate(
         self, k: int, t_s: float, center_s: float, r: FloatArray, concordance: float
