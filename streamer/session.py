@@ -54,7 +54,12 @@ DEFAULT_SYNCHRONY: Mapping[str, float] = MappingProxyType(
     {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0, "grid_hz": 4.0}
 )
 SIMULATOR_DEVICE = "dyadsync_simulator"
-_SIMULATOR_PREFIX = "dyadsync-sim"
+SIMULATOR_SOURCE_PREFIX = "dyadsync-sim"
+
+
+def simulator_source_id(prefix: str, role: Role, signal: SignalKind) -> str:
+    """The source_id the simulator (:mod:`streamer.simulate`) gives ``role``/``signal``."""
+    return f"{prefix}-{role.value}-{signal.value}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -267,7 +272,7 @@ def load_session(path: str | Path) -> SessionConfig:
     return parse_session(read_toml(path), source=str(path), base_dir=path.parent)
 
 
-def simulator_session(prefix: str = _SIMULATOR_PREFIX) -> SessionConfig:
+def simulator_session(prefix: str = SIMULATOR_SOURCE_PREFIX) -> SessionConfig:
     """The session of ``dyadsync demo``: the simulator's four streams (source_id
     ``<prefix>-<role>-<signal>``) with default synchrony settings."""
     device = builtin_device_configs()[SIMULATOR_DEVICE]
@@ -276,7 +281,7 @@ def simulator_session(prefix: str = _SIMULATOR_PREFIX) -> SessionConfig:
             role=role,
             signal=signal,
             device=device,
-            source_id=f"{prefix}-{role.value}-{signal.value}",
+            source_id=simulator_source_id(prefix, role, signal),
         )
         for role in Role
         for signal in SignalKind

@@ -21,18 +21,12 @@ import numpy as np
 import pylsl
 
 from dsp.types import FloatArray, Role, SignalKind
+from streamer.devices import CANONICAL_UNIT
 from streamer.scenario import Scenario
+from streamer.session import SIMULATOR_SOURCE_PREFIX, simulator_source_id
 from streamer.synth import synthesize
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SOURCE_PREFIX = "dyadsync-sim"
-_UNITS = {SignalKind.ECG: "mV", SignalKind.EDA: "uS"}
-
-
-def simulator_source_id(prefix: str, role: Role, signal: SignalKind) -> str:
-    """The source_id the simulator gives the stream of ``role``/``signal``."""
-    return f"{prefix}-{role.value}-{signal.value}"
 
 
 def _stream_info(prefix: str, role: Role, signal: SignalKind, rate_hz: float) -> pylsl.StreamInfo:
@@ -50,7 +44,7 @@ def _stream_info(prefix: str, role: Role, signal: SignalKind, rate_hz: float) ->
     acquisition.append_child_value("model", "simulator")
     channels = desc.append_child("channels")
     for label, unit, kind in (
-        (signal.value.upper(), _UNITS[signal], signal.value.upper()),
+        (signal.value.upper(), CANONICAL_UNIT[signal], signal.value.upper()),
         ("counter", "count", "counter"),
     ):
         channel = channels.append_child("channel")
@@ -86,7 +80,7 @@ class DyadSimulator:
         self,
         scenario: Scenario,
         *,
-        source_prefix: str = DEFAULT_SOURCE_PREFIX,
+        source_prefix: str = SIMULATOR_SOURCE_PREFIX,
         signals: tuple[SignalKind, ...] = (SignalKind.ECG, SignalKind.EDA),
         loop: bool = True,
         clock: Callable[[], float] = pylsl.local_clock,
