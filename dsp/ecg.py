@@ -663,7 +663,7 @@ class RPeakDetector:
         segment.learning_end = learning_end
 
     def _threshold(self, segment: _Segment) -> float:
-        primary = segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
+        primary = _primary_threshold(segment)
         return 0.5 * primary if segment.low_threshold else primary
 
     def _classify(self, segment: _Segment, candidate: _Candidate, found: _Found) -> None:
@@ -691,7 +691,7 @@ class RPeakDetector:
         lookahead = self._counts.lookahead
         while segment.deadline <= decided_through:
             deadline = segment.deadline
-            primary = segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
+            primary = _primary_threshold(segment)
             # The earliest plausible candidate, not the largest: when several beats were
             # missed (after a noise burst inflated the levels) each is recovered in turn.
             best = next(
@@ -783,6 +783,12 @@ class RPeakDetector:
         if segment.alternative_count >= c.template_relearn_beats:
             segment.template, segment.alternative = segment.alternative, None
         return similarity
+
+
+def _primary_threshold(segment: _Segment) -> float:
+    """Pan & Tompkins 1985 THRESHOLD I1: a quarter of the way from the noise to the signal
+    level (halved while searching back or after a missed search-back)."""
+    return segment.noise_level + 0.25 * (segment.signal_level - segment.noise_level)
 
 
 def _similarity(qrs: FloatArray, template: FloatArray, max_amplitude_ratio: float) -> float:
