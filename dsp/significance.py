@@ -44,7 +44,7 @@ import numpy as np
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, IntArray
 from dsp.validation import require_finite_positive
-from dsp.xcorr import DEFAULT_Z_CAP, fisher_z_capped
+from dsp.xcorr import DEFAULT_Z_CAP, fisher_z_capped, window_sums
 
 __all__ = [
     "NullExtremes",
@@ -231,18 +231,13 @@ class _WindowStats:
         ok = np.isfinite(series)
         level = float(series[ok].mean()) if ok.any() else 0.0
         self.values = np.where(ok, series - level, 0.0)
-        sums = _window_sums(self.values, window_n)
-        squares = _window_sums(self.values * self.values, window_n)
-        self.bad = _window_sums((~ok).astype(np.float64), window_n)
+        sums = window_sums(self.values, window_n)
+        squares = window_sums(self.values * self.values, window_n)
+        self.bad = window_sums((~ok).astype(np.float64), window_n)
         self.sums = sums
         variance = squares - sums * sums / window_n
         # Constant windows: the centred sum of squares is rounding noise, not variance.
         self.variance = np.where(variance > _FLAT_RELATIVE_VARIANCE * squares, variance, 0.0)
-
-
-def _window_sums(values: FloatArray, window_n: int) -> FloatArray:
-    cumulative = np.concatenate([[0.0], np.cumsum(values)])
-    return cumulative[window_n:] - cumulative[:-window_n]
 
 
 def surrogate_z(observed: float, null: FloatArray) -> float:

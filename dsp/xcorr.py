@@ -47,6 +47,7 @@ __all__ = [
     "fisher_z_capped",
     "samples_in",
     "usable_values",
+    "window_sums",
     "windowed_cross_correlation",
 ]
 
@@ -323,7 +324,7 @@ class LaggedComoments:
         self._ref = self._ref + offset[:, None]
         block[:2] -= offset[:, None] * block[2:]
         rows = np.concatenate((block[:2], block[:2] * block[:2], block[2:]))
-        table = _window_sums(rows, self._window_n).ravel()
+        table = window_sums(rows, self._window_n).ravel()
         self._sums[:4] = table[self._picks[:4]]
         self._sums[4] = self._cross_products(block[:2], self._window_n)
         self._since_exact = 0
@@ -341,7 +342,7 @@ class LaggedComoments:
         if self._newest_unusable <= end - self._span_n:
             return np.ones(self._sums.shape[1], dtype=np.bool_)
         ok = self._buffer.block(end - self._span_n + 1, end + 1)[2:]
-        counts = _window_sums(ok, self._window_n).ravel()[self._picks[:2]]
+        counts = window_sums(ok, self._window_n).ravel()[self._picks[:2]]
         return _fully_usable(counts, self._window_n)
 
     def _cross_products(self, x: FloatArray, n_pairs: int) -> FloatArray:
@@ -387,11 +388,12 @@ def _fully_usable(counts: FloatArray, window_n: int) -> BoolArray:
     return np.asarray(counts.min(axis=0) > window_n - 0.5)
 
 
-def _window_sums(rows: FloatArray, window_n: int) -> FloatArray:
-    """Sum of every ``window_n``-long window of each row (column = window start)."""
-    cumulative = np.zeros((rows.shape[0], rows.shape[1] + 1))
-    np.cumsum(rows, axis=1, out=cumulative[:, 1:])
-    return cumulative[:, window_n:] - cumulative[:, :-window_n]
+def window_sums(rows: FloatArray, window_n: int) -> FloatArray:
+    """Sum of every ``window_n``-long window along the last axis (index = window start),
+    from one cumulative sum."""
+    cumulative = np.zeros((*rows.shape[:-1], rows.shape[-1] + 1))
+    np.cumsum(rows, axis=-1, out=cumulative[..., 1:])
+    return cumulative[..., window_n:] - cumulative[..., :-window_n]
 
 
 @dataclass(frozen=True, slots=True)
