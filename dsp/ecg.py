@@ -43,6 +43,7 @@ from dsp.exceptions import ConfigError, SignalError
 from dsp.filters import StreamingSosFilter, butter_sos
 from dsp.sliding_buffer import SlidingBuffer
 from dsp.types import BoolArray, FloatArray, IntArray
+from dsp.validation import require_finite_positive
 
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 5000.0
@@ -126,18 +127,19 @@ class RPeakConfig:
         low_hz, high_hz = self.band_hz
         _require(0.0 < low_hz < high_hz, "band_hz", self.band_hz, "need 0 < low < high (Hz)")
         _require(1 <= self.filter_order <= 6, "filter_order", self.filter_order, "1..6")
-        positive = {
-            "integration_s": self.integration_s,
-            "lookahead_s": self.lookahead_s,
-            "refractory_s": self.refractory_s,
-            "learning_s": self.learning_s,
-            "searchback_max_s": self.searchback_max_s,
-            "min_qrs_mv": self.min_qrs_mv,
-            "max_abs_mv": self.max_abs_mv,
-            "template_s": self.template_s,
-        }
-        for key, value in positive.items():
-            _require(bool(np.isfinite(value) and value > 0), key, value, "must be finite and > 0")
+        require_finite_positive(
+            self,
+            (
+                "integration_s",
+                "lookahead_s",
+                "refractory_s",
+                "learning_s",
+                "searchback_max_s",
+                "min_qrs_mv",
+                "max_abs_mv",
+                "template_s",
+            ),
+        )
         _require(self.twave_s >= self.refractory_s, "twave_s", self.twave_s, ">= refractory_s")
         _require(
             0.0 < self.twave_slope_ratio <= 1.0,

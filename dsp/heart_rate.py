@@ -56,6 +56,7 @@ from dsp.ecg import (
 )
 from dsp.exceptions import ConfigError
 from dsp.types import BoolArray, FloatArray, GridSamples
+from dsp.validation import require_finite_positive
 
 # Lipponen & Tarvainen 2019 constants.
 _THRESHOLD_FACTOR = 5.2
@@ -120,15 +121,9 @@ class HeartRateConfig:
                 f"{self.max_hr_bpm!r}",
                 key="min_hr_bpm",
             )
-        positive = {
-            "min_threshold_s": self.min_threshold_s,
-            "max_bridge_s": self.max_bridge_s,
-            "quality_window_s": self.quality_window_s,
-            "flat_ptp_mv": self.flat_ptp_mv,
-        }
-        for key, value in positive.items():
-            if not (np.isfinite(value) and value > 0):
-                raise ConfigError(f"{key}={value!r} must be finite and > 0", key=key)
+        require_finite_positive(
+            self, ("min_threshold_s", "max_bridge_s", "quality_window_s", "flat_ptp_mv")
+        )
         for key, count in (
             ("history_beats", self.history_beats),
             ("median_beats", self.median_beats),
