@@ -117,16 +117,15 @@ def find_clock_breaks(
         return []
     if previous_s is None:
         steps = np.diff(timestamps_s)
-        first_allowance = 0.0
+        forward = steps
         offset = 1
     else:
         steps = np.diff(timestamps_s, prepend=previous_s)
-        first_allowance = max(arrival_advance_s, 0.0)
+        # Only the step across chunks is net of the arrival time that elapsed meanwhile.
+        forward = steps.copy()
+        forward[0] -= max(arrival_advance_s, 0.0)
         offset = 0
-    allowance = np.zeros(steps.shape[0], dtype=np.float64)
-    if offset == 0 and allowance.shape[0]:
-        allowance[0] = first_allowance
-    breaks = (steps < -backward_jump_s) | (steps - allowance > forward_jump_s)
+    breaks = (steps < -backward_jump_s) | (forward > forward_jump_s)
     return [int(i) + offset for i in np.flatnonzero(breaks)]
 
 
