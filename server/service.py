@@ -187,7 +187,10 @@ class SessionService:
         )
 
     def _on_frame(self, frame: Frame) -> None:
-        stats = self._stats.setdefault(stream_key(frame.role, frame.signal), StreamStats())
+        key = stream_key(frame.role, frame.signal)
+        stats = self._stats.get(key)
+        if stats is None:  # not a declared source's stream (every source's exist already)
+            stats = self._stats[key] = StreamStats()
         stats.samples += int(frame.timestamps_s.size)
         if frame.counters is not None:
             stats.counter.push(frame.counters)
