@@ -28,8 +28,10 @@ class SampleCounterCheck:
         if counters.size == 0:
             return
         self.received += int(counters.size)
-        previous = np.int64(-1 if self.last is None else self.last)
-        steps = np.diff(counters, prepend=previous if self.last is not None else counters[0] - 1)
+        # The first counter ever seen counts as one step after its predecessor.
+        previous = counters[0] - 1 if self.last is None else self.last
+        steps = np.diff(counters, prepend=previous)
         self.lost += int(np.sum(steps[steps > 1] - 1))
         self.duplicated += int(np.count_nonzero(steps < 1))
-        self.last = max(int(counters.max()), self.last if self.last is not None else -1)
+        newest = int(counters.max())
+        self.last = newest if self.last is None else max(newest, self.last)
