@@ -52,6 +52,7 @@ from dsp.eda_quality import (
 from dsp.exceptions import ConfigError, SignalError
 from dsp.filters import StreamingSosFilter, butter_sos
 from dsp.types import BoolArray, FloatArray, GridSamples, IntArray
+from dsp.validation import require_finite_non_negative, require_finite_positive
 
 ResistanceUnit = Literal["ohm", "kohm", "megohm"]
 _OHMS_PER_UNIT: dict[str, float] = {"ohm": 1.0, "kohm": 1e3, "megohm": 1e6}
@@ -138,21 +139,16 @@ class EdaConfig:
     settle_s: float = 5.0
 
     def __post_init__(self) -> None:
-        _require(_positive(self.lowpass_hz), "lowpass_hz", self.lowpass_hz, "a finite value > 0 Hz")
+        require_finite_positive(
+            self,
+            ("lowpass_hz", "highpass_hz", "min_amplitude_us", "rise_search_s", "flat_line_s"),
+        )
+        require_finite_non_negative(self, ("min_level_us", "settle_s"))
         _require(
             isinstance(self.lowpass_order, int) and 1 <= self.lowpass_order <= 10,
             "lowpass_order",
             self.lowpass_order,
             "an integer in 1..10",
-        )
-        _require(
-            _positive(self.highpass_hz), "highpass_hz", self.highpass_hz, "a finite value > 0 Hz"
-        )
-        _require(
-            _positive(self.min_amplitude_us),
-            "min_amplitude_us",
-            self.min_amplitude_us,
-            "a finite value > 0 uS",
         )
         _require(
             math.isfinite(self.onset_slope_fraction) and 0 < self.onset_slope_fraction < 1,
@@ -161,25 +157,10 @@ class EdaConfig:
             "strictly between 0 and 1",
         )
         _require(
-            _positive(self.rise_search_s),
-            "rise_search_s",
-            self.rise_search_s,
-            "a finite value > 0 s",
-        )
-        _require(
-            math.isfinite(self.min_level_us) and self.min_level_us >= 0,
-            "min_level_us",
-            self.min_level_us,
-            "a finite value >= 0 uS",
-        )
-        _require(
             math.isfinite(self.max_level_us) and self.max_level_us > self.min_level_us,
             "max_level_us",
             self.max_level_us,
             f"finite and > min_level_us={self.min_level_us}",
-        )
-        _require(
-            _positive(self.flat_line_s), "flat_line_s", self.flat_line_s, "a finite value > 0 s"
         )
         if self.device_range_us is not None:
             low, high = (float(v) for v in self.device_range_us)
@@ -196,12 +177,6 @@ class EdaConfig:
                 self.max_gap_s,
                 "None or a finite value > 0 s",
             )
-        _require(
-            math.isfinite(self.settle_s) and self.settle_s >= 0,
-            "settle_s",
-            self.settle_s,
-            "a finite value >= 0 s",
-        )
 
 
 @dataclass(frozen=True, slots=True)
