@@ -36,6 +36,8 @@ ROLES = ("therapist", "client")
 RAW_SIGNALS = ("ecg", "eda")
 DERIVED_SIGNALS = ("hr", "scl", "phasic")
 SYNC_STATES = ("coupled", "anti_phase", "decoupled")
+# Sign convention of ``best_lag_s`` for a server whose hello does not state it.
+LAG_CONVENTION = "positive lag = client follows therapist"
 # Coupling threshold (z against the surrogate null) for a server whose hello does not state
 # its ``thresholds``: the episode engine's default ``z_enter`` (dsp/episodes.py).
 DEFAULT_Z_ENTER = 3.0
@@ -244,9 +246,7 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
         signals=signals,
         grid_hz=grid_hz,
         step_s=step_s,
-        lag_convention=_text(
-            doc, "lag_convention", default="positive lag = client follows therapist"
-        ),
+        lag_convention=_text(doc, "lag_convention", default=LAG_CONVENTION),
     )
 
 

@@ -32,6 +32,7 @@ from dsp.exceptions import ConfigError, ProtocolError
 from .messages import (
     DEFAULT_Z_ENTER,
     DERIVED_SIGNALS,
+    LAG_CONVENTION,
     ROLES,
     Episode,
     Health,
@@ -77,7 +78,6 @@ _STATUS_LEVEL: dict[str, BadgeLevel] = {
     "missing": "bad",
     "mismatch": "bad",
 }
-LAG_CONVENTION = "positive lag = client follows therapist"
 
 # Stand-in until the server's hello arrives: protocol defaults, no signals.
 _BEFORE_HELLO = Hello(
