@@ -11,7 +11,8 @@
    per update as live. Every estimator's output is checked against the naive one (max |diff|).
 2. How many dyads one core sustains in real time with significance on: CPU time of full
    :class:`dsp.synchrony.SynchronyEngine` instances (99 surrogates, episodes, concordance) per
-   second of session, for the pipeline's two synchronised signals per dyad (HR and SCL).
+   second of session, for the signals the pipeline synchronises per dyad by default (HR and
+   phasic EDA).
 
 Usage: ``python bench/synchrony.py [--quick]`` (quick: shorter series, for CI).
 """
@@ -24,12 +25,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dsp.pipeline import PipelineConfig
 from dsp.synchrony import SynchronyEngine
 from dsp.types import FloatArray
 from dsp.xcorr import LaggedComoments, StreamingCrossCorrelation, fisher_z_capped
 
 WINDOW_S, LAG_S, STEP_S = 30.0, 5.0, 1.0
-SIGNALS_PER_DYAD = 2  # HR and SCL, dsp.pipeline.PipelineConfig.sync_signals default
+SIGNALS_PER_DYAD = len(PipelineConfig().sync_signals)  # one engine per synchronised signal
 
 
 def _series(n: int, seed: int) -> tuple[FloatArray, FloatArray]:
