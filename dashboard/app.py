@@ -59,8 +59,8 @@ from .views import (
     render_tile,
 )
 
-# The synchrony axis always spans at least [-1, threshold + 0.5], so the threshold stays
-# in view and small wiggles of z are not blown up to full height by autoscaling.
+# The synchrony axis always spans at least [SYNC_FLOOR_Z, threshold + SYNC_HEADROOM_Z], so
+# the threshold stays in view and small wiggles of z are not blown up by autoscaling.
 SYNC_FLOOR_Z = -1.0
 SYNC_HEADROOM_Z = 1.0  # room for the threshold's label above its line
 
