@@ -122,11 +122,11 @@ class ShiftedSurrogates:
     """
 
     __slots__ = (
-        "_config",
         "_history_n",
         "_lag_n",
         "_min_shift_n",
         "_min_spacing_n",
+        "_min_valid_n",
         "_n_first",
         "_n_second",
         "_window_n",
@@ -144,13 +144,13 @@ class ShiftedSurrogates:
     ) -> None:
         self._window_n = window_n
         self._lag_n = lag_n
-        self._config = config
         self._z_cap = z_cap
         self._min_shift_n = max(int(round(config.min_shift_s * fs_hz)), lag_n + 1)
         self._min_spacing_n = max(1, int(round(config.min_spacing_s * fs_hz)))
         self._history_n = int(round(config.history_s * fs_hz))
         self._n_first = (config.n_surrogates + 1) // 2  # client shifted back
         self._n_second = config.n_surrogates // 2  # therapist shifted back
+        self._min_valid_n = max(2, math.ceil(config.min_valid_fraction * config.n_surrogates))
         needed = window_n + 2 * lag_n + self._min_shift_n + self._min_spacing_n * self._n_first
         if self._history_n < needed:
             raise ConfigError(
@@ -218,7 +218,7 @@ class ShiftedSurrogates:
     def enough(self, null: FloatArray) -> bool:
         """Whether enough surrogates survived for a p-value."""
         count = int(np.isfinite(null).sum())
-        return count >= max(2, math.ceil(self._config.min_valid_fraction * self.n_surrogates))
+        return count >= self._min_valid_n
 
 
 class _WindowStats:
