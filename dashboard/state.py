@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from dsp.exceptions import ConfigError, ProtocolError
+from dsp.exceptions import ConfigError
 
 from .messages import (
     DEFAULT_Z_ENTER,
@@ -319,9 +319,6 @@ class DashboardState:
             message = decode_message(raw)
         except MessageIgnored as exc:
             self._count(exc.category)
-            return
-        except ProtocolError:
-            self._count("malformed")
             return
         self.apply(message, now_s=now_s)
 
