@@ -706,11 +706,11 @@ class RPeakDetector:
                 ),
                 None,
             )
+            # Candidates up to the deadline are used up (so all those kept lie after ``best``).
             segment.stored = [k for k in segment.stored if k.energy_index > deadline]
             if best is not None:
                 # Pan & Tompkins 1985: a beat found by search-back updates the level faster.
                 segment.signal_level = 0.25 * best.energy + 0.75 * segment.signal_level
-                segment.stored = [k for k in segment.stored if k.energy_index > best.energy_index]
                 self._accept(segment, best, deadline + lookahead, found)
             else:
                 segment.low_threshold = True
