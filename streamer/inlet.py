@@ -298,14 +298,18 @@ class _Acquisition:
             self.last_problem = detail
             self._send(_Mismatch(detail))
 
-    def _pick(self, current_uid: str | None) -> tuple[pylsl.StreamInfo, StreamMeta] | None:
-        """A stream to (re)connect to among the watcher's candidates, reporting problems."""
+    def _live_candidates(self, *, take: bool) -> tuple[tuple[pylsl.StreamInfo, StreamMeta], ...]:
+        """The watcher's latest candidates (consumed if ``take``) without the outlets known
+        to be dead: a lost outlet can linger in a resolve that started before it died."""
         with self._lock:
             candidates = self._candidates
-            self._candidates = None
-        if candidates:
-            # A lost outlet can linger in a resolve that started before it died.
-            candidates = tuple(c for c in candidates if c[1].uid not in self._dead_uids)
+            if take:
+                self._candidates = None
+        return tuple(c for c in candidates or () if c[1].uid not in self._dead_uids)
+
+    def _pick(self, current_uid: str | None) -> tuple[pylsl.StreamInfo, StreamMeta] | None:
+        """A stream to (re)connect to among the watcher's candidates, reporting problems."""
+        candidates = self._live_candidates(take=True)
         if not candidates:
             return None
         if len(candidates) > 1:
@@ -383,10 +387,7 @@ class _Acquisition:
     def _replacement_pending(self, uid: str | None) -> bool:
         """A new uid with our source_id while connected: the old outlet is gone for good
         (liblsl would not notice a restarted outlet of another shape)."""
-        with self._lock:
-            candidates = self._candidates
-        if candidates:
-            candidates = tuple(c for c in candidates if c[1].uid not in self._dead_uids)
+        candidates = self._live_candidates(take=False)
         if not candidates:
             return False
         if len(candidates) > 1:
