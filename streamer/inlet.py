@@ -452,9 +452,7 @@ class SensorInlet:
         "config",
         "device",
         "role",
-        "samples",
         "signal",
-        "source_id",
     )
 
     def __init__(
@@ -472,10 +470,8 @@ class SensorInlet:
         self.role = role
         self.signal = signal
         self.device = device
-        self.source_id = source_id
         self.config = config or InletConfig()
         self.clock = clock
-        self.samples = 0
         self.bad_samples = 0
         self._segment = 0
         self._connected = False
@@ -499,15 +495,6 @@ class SensorInlet:
             role=role, signal=signal, device=device, source_id=source_id, name_pattern=name_pattern
         )
         self._acq = _Acquisition(sensor=sensor, config=self.config, clock=clock)
-
-    @property
-    def connected(self) -> bool:
-        """True once a stream has been connected (a later dropout is a ``stalled`` event)."""
-        return self._connected
-
-    @property
-    def segment(self) -> int:
-        return self._segment
 
     @property
     def stream(self) -> StreamMeta | None:
@@ -689,7 +676,6 @@ class SensorInlet:
         if self._counter is not None:
             raw_counter = data[:, self._counter]
             counters = np.where(np.isfinite(raw_counter), raw_counter, -1).astype(np.int64)
-        self.samples += raw_s.shape[0]
         self._pieces.append(
             Frame(
                 role=self.role,
