@@ -78,14 +78,13 @@ class Hub:
     ``backlog_max`` messages) of :data:`BACKLOG_TYPES` for clients that join late.
     """
 
-    __slots__ = ("_backlog", "_backlog_s", "_consumers", "_sequence", "published")
+    __slots__ = ("_backlog", "_backlog_s", "_consumers", "published")
 
     def __init__(self, *, backlog_s: float = 300.0, backlog_max: int = 20_000) -> None:
         self._consumers: dict[str, ConsumerQueue] = {}
-        self._sequence = 0
         self._backlog: deque[Message] = deque(maxlen=backlog_max)
         self._backlog_s = backlog_s
-        self.published = 0
+        self.published = 0  # also each message's sequence number, for ConsumerQueue order
 
     def backlog(self) -> list[Message]:
         """The recent messages, oldest first (a copy: publishing goes on meanwhile)."""
@@ -108,10 +107,9 @@ class Hub:
         return sum(queue.dropped for queue in self._consumers.values())
 
     def publish(self, message: Message) -> None:
-        self._sequence += 1
         self.published += 1
         for queue in self._consumers.values():
-            queue.put(self._sequence, message)
+            queue.put(self.published, message)
         if message.get("type") in BACKLOG_TYPES:
             self._backlog.append(message)
             horizon = float(message["t"]) - self._backlog_s
