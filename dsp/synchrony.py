@@ -378,10 +378,10 @@ class SynchronyEngine:
 
     def _append(self, a: FloatArray, b: FloatArray, ok: BoolArray) -> None:
         self._comoments.append(a, b, ok)
-        rows = np.vstack(
-            [np.where(ok, a, np.nan), np.where(ok, b, np.nan), np.where(ok, 0.0, _BAD)]
-        )
-        self._history.append(rows)
+        rows = self._history.extend(a.shape[0])  # written in place: no stacked copy
+        rows[_A] = np.where(ok, a, np.nan)
+        rows[_B] = np.where(ok, b, np.nan)
+        rows[_STATUS] = np.where(ok, 0.0, _BAD)
 
     def _skip(self, n_missing: int) -> None:
         self._comoments.skip(n_missing)
