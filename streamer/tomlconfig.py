@@ -151,10 +151,8 @@ class Section:
         into the table's place in the file (``episode[2].lag_s``).
         """
         field = exc.key.split(".", 1)[1] if exc.key and "." in exc.key else None
-        located = ConfigError(exc.detail, path=self._source, key=self.key(field) if field else None)
-        if field is None:
-            located = ConfigError(exc.detail, path=self._source, key=self._prefix or None)
-        return located
+        key = self.key(field) if field else self._prefix or None
+        return ConfigError(exc.detail, path=self._source, key=key)
 
     def reject_unknown(self) -> None:
         """Typos must not be ignored silently: an unknown key is an error naming known keys."""
