@@ -511,8 +511,8 @@ class EdaProcessor:
             and not codes.any()
             and not gap_before.any()
         )
-        if clean:
-            cleaned_us = x_us if self._lowpass is None else self._lowpass.process(x_us)
+        if clean:  # every code OK: every sample finite, the filter's own check is redundant
+            cleaned_us = x_us if self._lowpass is None else self._lowpass.process_finite(x_us)
         else:
             self._nonfinite_count += int(np.count_nonzero(codes == EdaQuality.NON_FINITE))
             cleaned_us = self._lowpass_segments(x_us, codes, gap_before)
@@ -634,7 +634,8 @@ class EdaProcessor:
                 continue
             if not carried:
                 self._lowpass.reset()
-            cleaned_us[start:stop] = self._lowpass.process(x_us[start:stop])
+            # A run holds only OK (hence finite) samples.
+            cleaned_us[start:stop] = self._lowpass.process_finite(x_us[start:stop])
         return cleaned_us
 
     def _grid_stage(
