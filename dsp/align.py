@@ -10,6 +10,7 @@ synchrony engine says "no estimate" instead of everything stalling.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,10 @@ class GridAligner:
     )
 
     def __init__(self, *, grid_hz: float, max_wait_s: float = 10.0) -> None:
-        if grid_hz <= 0 or max_wait_s <= 0:
-            raise SignalError(f"grid_hz ({grid_hz}) and max_wait_s ({max_wait_s}) must be > 0")
+        if not all(math.isfinite(x) and x > 0 for x in (grid_hz, max_wait_s)):
+            raise SignalError(
+                f"grid_hz ({grid_hz}) and max_wait_s ({max_wait_s}) must be finite and > 0"
+            )
         self._grid_hz = grid_hz
         self._wait = max(1, round(max_wait_s * grid_hz))
         self._capacity = 2 * self._wait + 1

@@ -56,6 +56,8 @@ def test_nan_values_are_never_valid() -> None:
 def test_rejects_nonsense_configuration() -> None:
     with pytest.raises(SignalError, match="grid_hz"):
         GridAligner(grid_hz=0.0)
+    with pytest.raises(SignalError, match="max_wait_s"):
+        GridAligner(grid_hz=4.0, max_wait_s=float("nan"))  # was a bare ValueError from round()
 
 
 @settings(max_examples=50, deadline=None)
