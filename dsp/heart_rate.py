@@ -405,7 +405,7 @@ class _RawQuality:
         position = t_s * self._grid_hz + 0.5
         edges = np.searchsorted(position, np.arange(open_k + 1, last_k + 1)).tolist()
         self._keep(x_mv[: edges[0]])
-        self._close(self._open_stats(), reasons)
+        self._close(self._stats(self._cell_values[: self._cell_n]), reasons)
         for start, stop in itertools.pairwise(edges):
             self._close(self._stats(x_mv[start:stop]), reasons)
         self._open_k, self._cell_n = last_k, 0
@@ -423,10 +423,6 @@ class _RawQuality:
             self._cell_values = grown
         self._cell_values[self._cell_n : stop] = x_mv
         self._cell_n = stop
-
-    def _open_stats(self) -> _Cell:
-        """Statistics of the samples of the open cell (computed once, when it completes)."""
-        return self._stats(self._cell_values[: self._cell_n])
 
     def _stats(self, values: FloatArray) -> _Cell:
         """Statistics of all the samples of one cell."""
