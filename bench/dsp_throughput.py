@@ -179,7 +179,9 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 minutes of each signal, one ECG run")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 minutes of each signal, one ECG run"
+    )
     args = parser.parse_args()
     print_table(measure(quick=args.quick))
 
