@@ -83,7 +83,7 @@ class GridAligner:
                 released.append(self._release())
             slot = k % self._capacity
             self._values[side, slot] = value
-            self._valid[side, slot] = bool(valid) and np.isfinite(value)
+            self._valid[side, slot] = valid and math.isfinite(value)
             self._present[side, slot] = True
             latest = self._latest_k[side]
             self._latest_k[side] = k if latest is None else max(latest, k)
