@@ -560,11 +560,7 @@ class DashboardState:
                 continue
             detail = badge.detail
             if badge.lost:
-                detail = (
-                    f"{detail}; {badge.lost} samples lost"
-                    if detail
-                    else (f"{badge.lost} samples lost")
-                )
+                detail = _join(detail, f"{badge.lost} samples lost")
             yield BadgeView(
                 stream=stream,
                 label=label,
@@ -577,11 +573,7 @@ class DashboardState:
         detail = self._connection_detail
         if self._connection == "disconnected" and self._retry_at_s is not None:
             wait_s = max(0.0, self._retry_at_s - now_s)
-            detail = (
-                f"{detail}; retrying in {wait_s:.0f} s"
-                if detail
-                else (f"retrying in {wait_s:.0f} s")
-            )
+            detail = _join(detail, f"retrying in {wait_s:.0f} s")
         hello = self._hello
         return HeaderView(
             session=self._session,
@@ -591,6 +583,11 @@ class DashboardState:
             lag_convention=hello.lag_convention if hello is not None else LAG_CONVENTION,
             ignored_messages=sum(self.ignored.values()),
         )
+
+
+def _join(detail: str, more: str) -> str:
+    """``more`` appended to a possibly empty ``detail``."""
+    return f"{detail}; {more}" if detail else more
 
 
 def _stream_order(stream: str) -> tuple[int, str]:

@@ -107,7 +107,7 @@ def render_header(view: HeaderView) -> str:
     ]
     detail = (
         f' <span class="muted">{escape(view.connection_detail)}</span>'
-        if (view.connection_detail)
+        if view.connection_detail
         else ""
     )
     ignored = (
