@@ -44,7 +44,7 @@ import numpy as np
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, IntArray
 from dsp.validation import require_finite_positive
-from dsp.xcorr import DEFAULT_Z_CAP, fisher_z_capped, window_sums
+from dsp.xcorr import CONSTANT_RELATIVE_VARIANCE, DEFAULT_Z_CAP, fisher_z_capped, window_sums
 
 __all__ = [
     "NullExtremes",
@@ -54,9 +54,6 @@ __all__ = [
     "empirical_p",
     "surrogate_z",
 ]
-
-# Constant windows have no correlation; below this relative variance a side counts as flat.
-_FLAT_RELATIVE_VARIANCE = 1e-12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,7 +234,7 @@ class _WindowStats:
         self.sums = sums
         variance = squares - sums * sums / window_n
         # Constant windows: the centred sum of squares is rounding noise, not variance.
-        self.variance = np.where(variance > _FLAT_RELATIVE_VARIANCE * squares, variance, 0.0)
+        self.variance = np.where(variance > CONSTANT_RELATIVE_VARIANCE * squares, variance, 0.0)
 
 
 def surrogate_z(observed: float, null: FloatArray) -> float:

@@ -40,6 +40,7 @@ from dsp.sliding_buffer import SlidingBuffer
 from dsp.types import BoolArray, FloatArray, IntArray
 
 __all__ = [
+    "CONSTANT_RELATIVE_VARIANCE",
     "CrossCorrelation",
     "LaggedComoments",
     "StreamingCrossCorrelation",
@@ -67,7 +68,7 @@ _Z_OF_R_BELOW_ONE = math.atanh(_R_BELOW_ONE)
 _MAX_ABS_VALUE = 1e100
 # A side whose centred sum of squares is below this fraction of its raw (shifted) sum of
 # squares is treated as constant: its correlation would be rounding noise.
-_CONSTANT_RELATIVE_VARIANCE = 1e-12
+CONSTANT_RELATIVE_VARIANCE = 1e-12
 
 
 def samples_in(seconds: float, fs_hz: float, *, key: str, minimum: int = 0) -> int:
@@ -373,7 +374,7 @@ class LaggedComoments:
         the reference level is too far from the window's mean for the shifted sums to keep
         their precision."""
         mean_product, var, cov = self._moments()
-        usable = usable & (var > _CONSTANT_RELATIVE_VARIANCE * self._sums[2:4]).all(axis=0)
+        usable = usable & (var > CONSTANT_RELATIVE_VARIANCE * self._sums[2:4]).all(axis=0)
         r = np.divide(
             cov, np.sqrt(np.abs(var[0] * var[1])), out=np.full(cov.shape, np.nan), where=usable
         )
