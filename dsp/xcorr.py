@@ -45,6 +45,7 @@ __all__ = [
     "LaggedComoments",
     "StreamingCrossCorrelation",
     "WindowSummaries",
+    "best_lag_per_row",
     "fisher_z_capped",
     "samples_in",
     "usable_values",
