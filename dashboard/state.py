@@ -92,7 +92,12 @@ _BEFORE_HELLO = Hello(
     lag_convention=LAG_CONVENTION,
 )
 
-_STATE_HEADLINE = {"coupled": "Coupled", "anti_phase": "Anti-phase", "decoupled": "Decoupled"}
+# Synchrony state (messages.SYNC_STATES) -> tile kind and headline.
+_STATE_TILE: dict[str, tuple[TileKind, str]] = {
+    "coupled": ("coupled", "Coupled"),
+    "anti_phase": ("anti_phase", "Anti-phase"),
+    "decoupled": ("decoupled", "Decoupled"),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -519,17 +524,11 @@ class DashboardState:
                 detail=_sentence(sync.reason or "not classified yet"),
                 figures="",
             )
-        kind: TileKind = (
-            "coupled"
-            if sync.state == "coupled"
-            else "anti_phase"
-            if sync.state == "anti_phase"
-            else "decoupled"
-        )
+        kind, headline = _STATE_TILE[sync.state]
         return TileView(
             signal=signal,
             kind=kind,
-            headline=_STATE_HEADLINE[sync.state],
+            headline=headline,
             note=_emerging_note(sync, z_enter=hello.z_enter),
             detail=_lead_text(sync.leader, sync.best_lag_s),
             figures=_figures_text(sync),
