@@ -434,7 +434,6 @@ class SensorInlet:
         "_bad_pending",
         "_bad_reported_at",
         "_channel",
-        "_connected",
         "_counter",
         "_dejitter",
         "_last_arrival_s",
@@ -474,7 +473,6 @@ class SensorInlet:
         self.clock = clock
         self.bad_samples = 0
         self._segment = 0
-        self._connected = False
         self._meta: StreamMeta | None = None
         self._channel = 0
         self._counter: int | None = None
@@ -526,7 +524,7 @@ class SensorInlet:
             self._handle(message, events)
         now = self.clock()
         if (
-            self._connected
+            self._meta is not None
             and self._stalled_since_s is None
             and now - self._last_arrival_s > self._stall_after_s
         ):
@@ -573,7 +571,7 @@ class SensorInlet:
             if self._offsets.add(message.offset_s):
                 self._new_segment(events, "sender clock offset stepped (clock reset)")
         elif isinstance(message, _Lost):
-            if self._stalled_since_s is None and self._connected:
+            if self._stalled_since_s is None and self._meta is not None:
                 self._stalled_since_s = self._last_arrival_s
                 events.append(self._event(StatusKind.STALLED, message.detail))
         else:
@@ -616,7 +614,6 @@ class SensorInlet:
                 )
             )
         self._meta = meta
-        self._connected = True
         self._stalled_since_s = None
         self._last_arrival_s = now
 
