@@ -65,13 +65,16 @@ class ClockConfig:
 class OffsetTracker:
     """Running median of ``time_correction()`` estimates with reset detection."""
 
-    __slots__ = ("_count", "_estimates_s", "_jump_s", "_next")
+    __slots__ = ("_count", "_estimates_s", "_jump_s", "_next", "_offset_s")
 
     def __init__(self, *, window: int = 5, jump_s: float = 0.1) -> None:
         self._estimates_s = np.zeros(window, dtype=np.float64)
         self._count = 0
         self._next = 0
         self._jump_s = jump_s
+        # The median changes only when an estimate is added (every few seconds) but is
+        # read for every chunk: computed in add().
+        self._offset_s = 0.0
 
     @property
     def has_estimate(self) -> bool:
@@ -80,9 +83,7 @@ class OffsetTracker:
     @property
     def offset_s(self) -> float:
         """Offset to add to the sender's timestamps (0.0 before the first estimate)."""
-        if self._count == 0:
-            return 0.0
-        return float(np.median(self._estimates_s[: self._count]))
+        return self._offset_s
 
     def add(self, offset_s: float) -> bool:
         """Record an estimate; True if it is a clock reset (history restarted)."""
@@ -95,6 +96,7 @@ class OffsetTracker:
         self._estimates_s[self._next] = offset_s
         self._next = (self._next + 1) % self._estimates_s.shape[0]
         self._count = min(self._count + 1, self._estimates_s.shape[0])
+        self._offset_s = float(np.median(self._estimates_s[: self._count]))
         return jumped
 
 
