@@ -14,7 +14,7 @@ A session TOML (reference in ``docs/configuration.md``)::
     name = "E4_Gsr_A01*"          # ... or a glob on the stream name
     # [client.ecg], [client.eda] likewise
 
-    [synchrony]                   # passed to the server; these four are validated here
+    [synchrony]                   # dsp.synchrony.SynchronyConfig (+ grid_hz); all validated here
     window_s = 30.0
     lag_s = 5.0
     step_s = 1.0
