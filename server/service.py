@@ -183,7 +183,7 @@ class SessionService:
             updates_sent=self.updates_sent,
             messages_published=self._hub.published,
             dropped_messages=self._hub.dropped,
-            streams={key: _stats_dict(stats) for key, stats in self._stats.items()},
+            streams=self._stream_stats(),
         )
 
     def _on_frame(self, frame: Frame) -> None:
@@ -247,20 +247,23 @@ class SessionService:
             )
             chunks.clear()
 
+    def _stream_stats(self) -> dict[str, dict[str, int | str]]:
+        """Per-stream counters, as in ``health.streams`` and :attr:`RunSummary.streams`."""
+        return {
+            key: {
+                "received": stats.samples,
+                "lost": stats.counter.lost,
+                "duplicated": stats.counter.duplicated,
+                "status": stats.status,
+            }
+            for key, stats in self._stats.items()
+        }
+
     def _health(self) -> Message:
         return self._messages(
             "health",
-            streams={key: _stats_dict(stats) for key, stats in self._stats.items()},
+            streams=self._stream_stats(),
             updates_sent=self.updates_sent,
             clients=self._hub.consumer_count,
             dropped_messages=self._hub.dropped,
         )
-
-
-def _stats_dict(stats: StreamStats) -> dict[str, int | str]:
-    return {
-        "received": stats.samples,
-        "lost": stats.counter.lost,
-        "duplicated": stats.counter.duplicated,
-        "status": stats.status,
-    }
