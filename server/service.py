@@ -15,7 +15,7 @@ import importlib.metadata
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,7 +107,6 @@ class SessionService:
         messages: MessageFactory,
         mode: str = "live",
         config: ServiceConfig | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sources = list(sources)
         self._pipeline = pipeline
@@ -115,7 +114,6 @@ class SessionService:
         self._messages = messages
         self._mode = mode
         self._config = config or ServiceConfig()
-        self._monotonic = monotonic
         self._stop = asyncio.Event()
         self._stats: dict[str, StreamStats] = {
             stream_key(s.role, s.signal): StreamStats() for s in self._sources
@@ -144,11 +142,11 @@ class SessionService:
 
     async def run(self, *, duration_s: float | None = None) -> RunSummary:
         """Process until ``duration_s`` elapses or :meth:`request_stop` is called."""
-        start = self._monotonic()
+        start = time.monotonic()
         last_flush = last_health = start
         try:
             while not self._stop.is_set():
-                now = self._monotonic()
+                now = time.monotonic()
                 if duration_s is not None and now - start >= duration_s:
                     break
                 self.step()
