@@ -66,7 +66,9 @@ class MessageIgnored(ProtocolError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hello:
     """``started_t`` is None from a server that does not send it; ``origin_t`` is then the
-    hello's own ``t``. ``z_enter`` is the coupling threshold on ``null_z``."""
+    hello's own ``t``. ``z_enter`` is the coupling threshold on ``null_z``. ``window_s`` and
+    ``lag_s`` (the synchrony window and maximum lag) are None when the hello does not state
+    them; the dashboard then shows no countdown rather than a guessed one."""
 
     session: str
     t: float
@@ -77,6 +79,8 @@ class Hello:
     step_s: float
     z_enter: float
     lag_convention: str
+    window_s: float | None = None
+    lag_s: float | None = None
 
     @property
     def origin_t(self) -> float:
@@ -228,11 +232,17 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
     signals = tuple(s for s in _list(doc, "signals") if s in DERIVED_SIGNALS)
     grid_hz = _number(doc, "grid_hz")
     synchrony = doc.get("synchrony")
-    step_s = 1.0  # protocol.md's default synchrony step, for a hello that does not state it
-    if isinstance(synchrony, dict) and synchrony.get("step_s") is not None:
-        step_s = _number(synchrony, "step_s")
+    if not isinstance(synchrony, dict):
+        synchrony = {}
+    step_s = _optional_number(synchrony, "step_s")
+    if step_s is None:
+        step_s = 1.0  # protocol.md's default synchrony step, for a hello that does not state it
     if grid_hz <= 0 or step_s <= 0:
         raise _malformed(f"grid_hz and synchrony.step_s must be > 0, got {grid_hz}, {step_s}")
+    window_s = _optional_number(synchrony, "window_s")
+    lag_s = _optional_number(synchrony, "lag_s")
+    if (window_s is not None and window_s <= 0) or (lag_s is not None and lag_s < 0):
+        raise _malformed(f"synchrony.window_s must be > 0 and lag_s >= 0, got {window_s}, {lag_s}")
     thresholds = doc.get("thresholds")
     z_enter = DEFAULT_Z_ENTER
     if isinstance(thresholds, dict) and thresholds.get("z_enter") is not None:
@@ -246,6 +256,8 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
         signals=signals,
         grid_hz=grid_hz,
         step_s=step_s,
+        window_s=window_s,
+        lag_s=lag_s,
         lag_convention=_text(doc, "lag_convention", default=LAG_CONVENTION),
     )
 

@@ -116,6 +116,8 @@ def test_documented_examples_decode() -> None:
         step_s=1.0,
         z_enter=3.0,
         lag_convention="positive lag = client follows therapist",
+        window_s=30.0,
+        lag_s=5.0,
     )
     assert isinstance(hello, Hello) and hello.origin_t == 1234.5
     physio = decode_message(encode(PHYSIO))
@@ -227,6 +229,9 @@ def test_no_estimate_drops_every_number() -> None:
         (encode(HELLO, grid_hz=0), "malformed"),
         (encode(HELLO, synchrony={"step_s": 0}), "malformed"),
         (encode(HELLO, synchrony={"step_s": "1"}), "malformed"),
+        (encode(HELLO, synchrony={"window_s": 0}), "malformed"),
+        (encode(HELLO, synchrony={"lag_s": -1.0}), "malformed"),
+        (encode(HELLO, synchrony={"window_s": "30"}), "malformed"),
         (encode(HELLO, signals="hr"), "malformed"),
         (encode(HELLO, started_t="1200"), "malformed"),
         (encode(HELLO, thresholds={"z_enter": "high"}), "malformed"),
@@ -282,3 +287,14 @@ def test_arbitrary_json_never_crashes(doc: Any) -> None:
         # Either a typed message or MessageIgnored: any other exception fails the test.
         with contextlib.suppress(MessageIgnored):
             decode_message(json.dumps(candidate))
+
+
+def test_hello_window_and_lag_are_optional() -> None:
+    # The countdowns need them; a server that does not state them gets no countdown, and a
+    # hello without any synchrony table still decodes with the documented step.
+    stated = decode_message(encode(HELLO, synchrony={"window_s": 20.0, "lag_s": 3.0}))
+    assert isinstance(stated, Hello)
+    assert (stated.window_s, stated.lag_s, stated.step_s) == (20.0, 3.0, 1.0)
+    bare = decode_message(encode({k: v for k, v in HELLO.items() if k != "synchrony"}))
+    assert isinstance(bare, Hello)
+    assert (bare.window_s, bare.lag_s, bare.step_s) == (None, None, 1.0)
