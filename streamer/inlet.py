@@ -3,10 +3,14 @@
 :class:`SensorInlet` owns two background threads so that :meth:`SensorInlet.poll` never
 blocks (the server calls it from its asyncio loop):
 
-* a *watcher* re-resolves the stream (by ``source_id`` once known) every
-  ``watch_interval_s``: that is how a device that reappears with a new uid is found, and
-  how a changed channel count or two streams claiming one ``source_id`` are reported
-  (liblsl's own recovery would hang silently in both cases, so it is switched off);
+* a *watcher* keeps a ``pylsl.ContinuousResolver`` (by ``source_id`` once known) and
+  reads what it has accumulated every ``watch_interval_s``: that is how a device that
+  reappears with a new uid is found, and how a changed channel count or two streams
+  claiming one ``source_id`` are reported (liblsl's own recovery would hang silently in
+  both cases, so it is switched off). A continuous resolver, not one short resolve per
+  look: on a machine without a multicast route (an offline therapy-room laptop) only the
+  newest outlet answers at once, the others answer liblsl's unicast wave about 0.5 s
+  later, so a 0.5 s one-shot resolve missed them about half the time;
 * a *puller* owns the ``pylsl.StreamInlet``: connects, pulls raw chunks, samples
   ``time_correction()`` and hands everything to ``poll()`` through a bounded queue.
 
@@ -48,10 +52,13 @@ class InletConfig:
     ``max_stall_s`` / ``stall_intervals``: a dropout is reported after 5 nominal sample
     intervals, at most 2 s (DESIGN.md reliability defaults), but never sooner than
     ``min_stall_s`` nor than two device packets (a Polar H10 delivers 73 samples at once,
-    so its stream is legitimately silent for 0.56 s). ``watch_interval_s`` +
-    ``resolve_timeout_s`` bound how fast a new uid, a changed channel count or a duplicate
-    ``source_id`` is seen (issue 5 asks for 5 s). ``max_buflen_s``: liblsl buffers this
-    much while the caller is slow. ``max_queue_chunks`` bounds the hand-over queue (the
+    so its stream is legitimately silent for 0.56 s). ``watch_interval_s`` bounds how fast
+    a new uid, a changed channel count or a duplicate ``source_id`` is seen once liblsl's
+    resolver has it (within about 0.5 s, its resolve interval); ``forget_after_s``: an
+    outlet that stopped answering leaves the candidates after this long (four of liblsl's
+    0.5 s resolve waves, so one lost reply does not drop a live stream).
+    ``resolve_timeout_s`` bounds one ``time_correction()`` query. ``max_buflen_s``: liblsl
+    buffers this much while the caller is slow. ``max_queue_chunks`` bounds the hand-over queue (the
     puller then waits, liblsl keeps buffering: nothing is dropped);
     ``max_messages_per_poll`` bounds the work one ``poll()`` does.
     """
@@ -60,6 +67,7 @@ class InletConfig:
     stall_intervals: float = 5.0
     min_stall_s: float = 0.25
     watch_interval_s: float = 1.0
+    forget_after_s: float = 2.0
     resolve_timeout_s: float = 0.5
     connect_timeout_s: float = 2.0
     pull_timeout_s: float = 0.05
@@ -78,6 +86,7 @@ class InletConfig:
                 "stall_intervals",
                 "min_stall_s",
                 "watch_interval_s",
+                "forget_after_s",
                 "resolve_timeout_s",
                 "connect_timeout_s",
                 "pull_timeout_s",
@@ -242,32 +251,44 @@ class _Acquisition:
     # -- watcher thread ---------------------------------------------------------------
 
     def _watch(self) -> None:
+        resolver: pylsl.ContinuousResolver | None = None
+        resolving_for: str | None = None
         while not self._stop.is_set():
             connected = self._current_uid is not None
             try:
-                found = self._resolve(minimum=2 if connected else 1)
+                source_id = self._sensor.source_id
+                if resolver is None or source_id != resolving_for:
+                    # Once a stream without a configured source_id is connected, follow
+                    # it by the source_id it declares (reconnects, duplicates).
+                    resolver = self._new_resolver(source_id)
+                    resolving_for = source_id
+                found = self._usable(resolver.results())
             except Exception as exc:  # a liblsl failure must surface, not kill the thread
                 name = type(exc).__name__
                 self._report_once(f"discovery:{name}", f"stream discovery failed ({name})")
-                found = ()
+                resolver, found = None, ()
             with self._lock:
                 self._candidates = found
             # Searching for a lost stream is urgent (the gap grows); while connected the
             # periodic check only has to catch duplicates and replacements.
             self._stop.wait(self._config.watch_interval_s if connected else 0.1)
 
-    def _resolve(self, *, minimum: int) -> tuple[tuple[pylsl.StreamInfo, StreamMeta], ...]:
-        """Streams we could use. ``minimum=2`` waits the whole timeout so that a second
-        stream with our source_id is seen; ``minimum=1`` returns as soon as one appears."""
-        timeout = self._config.resolve_timeout_s
-        if self._sensor.source_id is not None:
-            infos = pylsl.resolve_byprop(
-                "source_id", self._sensor.source_id, minimum=minimum, timeout=timeout
+    def _new_resolver(self, source_id: str | None) -> pylsl.ContinuousResolver:
+        forget_after = self._config.forget_after_s
+        if source_id is not None:
+            return pylsl.ContinuousResolver(
+                prop="source_id", value=source_id, forget_after=forget_after
             )
-        else:
-            infos = pylsl.resolve_streams(wait_time=timeout)
+        return pylsl.ContinuousResolver(forget_after=forget_after)
+
+    def _usable(
+        self, infos: Sequence[pylsl.StreamInfo]
+    ) -> tuple[tuple[pylsl.StreamInfo, StreamMeta], ...]:
+        """The resolved streams this sensor accepts (full metadata fetched once per uid)."""
         found = []
         for info in infos:
+            if info.uid() in self._dead_uids:
+                continue  # lingers in the resolver for forget_after_s; probing it would block
             meta = self._full_meta(info)
             if meta is not None and self._sensor.accepts(meta):
                 found.append((info, meta))
