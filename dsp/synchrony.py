@@ -2,7 +2,9 @@
 
 Inputs are therapist and client samples already paired on the common grid
 (``t_s = k / grid_hz``, integer ``k`` strictly increasing; a jump in ``k`` is a gap;
-``valid=False`` marks bad signal). Every ``step_s`` the engine emits a :class:`SyncUpdate`:
+``valid=False`` marks bad signal; an optional per-sample :class:`~dsp.types.SampleStatus`
+says more precisely why: missing (a gap the caller knows of), settling after a reconnect, or
+bad signal). Every ``step_s`` the engine emits a :class:`SyncUpdate`:
 
 * windowed lagged cross-correlation (Boker et al. 2002) in rMEA's conventions, maintained
   incrementally (:class:`dsp.xcorr.LaggedComoments`, O(lags) per grid sample); the window
@@ -15,7 +17,10 @@ Inputs are therapist and client samples already paired on the common grid
 * the episode state (:mod:`dsp.episodes`), with :class:`EpisodeEvent` on entries and exits.
 
 No estimate is ever made from a window touching a gap or an invalid sample: the update says
-``estimate_valid=False`` and why (:class:`Reason`).
+``estimate_valid=False`` and why (:class:`Reason`): the cause of the newest unusable sample in
+the window, because that is the one the estimate is still waiting for (after a disconnection
+the window holds the gap and then the reconnected sensor's settling output; "reconnected"
+says the estimate is on its way back, "gap" would suggest the sensor is still away).
 
 Updates are emitted for each received grid sample whose index ``k`` is a multiple of the
 step (so HR and SCL updates share timestamps); the output does not depend on how the input
@@ -51,7 +56,7 @@ from dsp.significance import (
     surrogate_z,
 )
 from dsp.sliding_buffer import SlidingBuffer
-from dsp.types import BoolArray, FloatArray, IntArray, Role
+from dsp.types import BoolArray, FloatArray, IntArray, Role, SampleStatus, StatusArray
 from dsp.validation import require_finite_positive
 from dsp.xcorr import (
     DEFAULT_Z_CAP,
@@ -87,9 +92,11 @@ _LEADER_ROLE = {
 }
 
 # History rows, indexed by grid index minus the first one received: therapist, client (NaN
-# where not usable), status (0 ok, 1 bad, NaN = gap).
+# where not usable), status (0 ok, 1 bad, 2 settling after a reconnect, NaN = gap).
 _A, _B, _STATUS = 0, 1, 2
-_BAD = 1.0
+_BAD, _SETTLING = 1.0, 2.0
+# History status of each SampleStatus code (a missing sample is a gap, as one never received).
+_HISTORY_STATUS = np.array([0.0, _BAD, _SETTLING, np.nan])
 # t_s * grid_hz must be within this many grid steps of an integer.
 _GRID_TOLERANCE = 1e-6
 
@@ -100,6 +107,7 @@ class Reason(StrEnum):
     NONE = ""
     WARMING_UP = "warming up"  # fewer than window + lag seconds of data so far
     GAP = "gap"  # the window touches grid samples that never arrived
+    RECONNECTED = "reconnected"  # ... or a restarted sensor's settling output (new segment)
     BAD_SIGNAL = "bad signal"  # ... or samples flagged invalid / not finite
     FLAT_SIGNAL = "flat signal"  # one person's signal is constant in the window
     NULL_WARMING_UP = "null warming up"  # estimate valid, history too short for surrogates
@@ -302,19 +310,29 @@ class SynchronyEngine:
         return self._lags_s.copy()
 
     def push(
-        self, *, t_s: FloatArray, therapist: FloatArray, client: FloatArray, valid: BoolArray
+        self,
+        *,
+        t_s: FloatArray,
+        therapist: FloatArray,
+        client: FloatArray,
+        valid: BoolArray,
+        status: StatusArray | None = None,
     ) -> SynchronyOutput:
         """Add grid samples (any count, including 0); return the updates that became final.
 
-        Raises :class:`SignalError` (and changes nothing) if the arrays differ in length,
-        a time is not finite or not on the grid, or grid indices do not strictly increase
-        (also across calls). NaN/inf (or absurd, > 1e100) values are accepted and treated as
-        bad signal.
+        ``status`` (optional, :class:`~dsp.types.SampleStatus` codes) tells why samples are
+        unusable: ``MISSING`` counts as a gap (like an index never pushed, but an update is
+        still emitted at it), ``SETTLING`` as "reconnected"; other invalid samples are bad
+        signal. Raises :class:`SignalError` (and changes nothing) if the arrays differ in
+        length, a status code is unknown, a time is not finite or not on the grid, or grid
+        indices do not strictly increase (also across calls). NaN/inf (or absurd, > 1e100)
+        values are accepted and treated as bad signal.
         """
         k = self._grid_indices(t_s, therapist, client, valid)
         a = np.asarray(therapist, dtype=np.float64)
         b = np.asarray(client, dtype=np.float64)
         ok = np.asarray(valid, dtype=np.bool_) & usable_values(a) & usable_values(b)
+        cause = self._history_status(status, ok)
         updates: list[SyncUpdate] = []
         events: list[EpisodeEvent] = []
         pos = 0
@@ -331,7 +349,7 @@ class SynchronyEngine:
             limit = min(k.shape[0], pos + next_update - first + 1)
             while stop < limit and k[stop] == k[stop - 1] + 1:
                 stop += 1
-            self._append(a[pos:stop], b[pos:stop], ok[pos:stop])
+            self._append(a[pos:stop], b[pos:stop], ok[pos:stop], cause[pos:stop])
             self._last_k = int(k[stop - 1])
             pos = stop
             if self._last_k % self._step_n == 0:
@@ -376,12 +394,28 @@ class SynchronyEngine:
             )
         return indices
 
-    def _append(self, a: FloatArray, b: FloatArray, ok: BoolArray) -> None:
+    def _history_status(self, status: StatusArray | None, ok: BoolArray) -> FloatArray:
+        """History status row of each sample: 0 where usable, else its cause."""
+        if status is None:
+            return np.where(ok, 0.0, _BAD)
+        codes = np.asarray(status)
+        if codes.shape != ok.shape:
+            raise SignalError(
+                f"status has shape {codes.shape}, the samples {ok.shape}; give one "
+                "SampleStatus code per sample"
+            )
+        if codes.size and not (codes.min() >= 0 and codes.max() <= SampleStatus.MISSING):
+            raise SignalError(f"status codes must be SampleStatus values, got {codes.tolist()}")
+        # A sample the caller calls OK can still be unusable (flag or value): bad signal.
+        causes = _HISTORY_STATUS[codes.astype(np.intp)]
+        return np.where(ok, 0.0, np.where(causes == 0.0, _BAD, causes))
+
+    def _append(self, a: FloatArray, b: FloatArray, ok: BoolArray, cause: FloatArray) -> None:
         self._comoments.append(a, b, ok)
         rows = self._history.extend(a.shape[0])  # written in place: no stacked copy
         rows[_A] = np.where(ok, a, np.nan)
         rows[_B] = np.where(ok, b, np.nan)
-        rows[_STATUS] = np.where(ok, 0.0, _BAD)
+        rows[_STATUS] = cause
 
     def _skip(self, n_missing: int) -> None:
         self._comoments.skip(n_missing)
@@ -481,11 +515,13 @@ class SynchronyEngine:
         start = stop - self._span_n
         if start < 0:
             return Reason.WARMING_UP
+        status = self._history.view(_STATUS, max(start, self._history.oldest_index), stop)
+        unusable = np.flatnonzero(status != 0.0)  # NaN (gap) compares unequal too
+        if unusable.size:
+            newest = float(status[unusable[-1]])
+            if math.isnan(newest):
+                return Reason.GAP
+            return Reason.RECONNECTED if newest == _SETTLING else Reason.BAD_SIGNAL
         if start < self._history.oldest_index:
-            return Reason.GAP
-        status = self._history.view(_STATUS, start, stop)
-        if np.isnan(status).any():
-            return Reason.GAP
-        if status.any():
-            return Reason.BAD_SIGNAL
+            return Reason.GAP  # samples dropped from the history by a long gap
         return Reason.NONE

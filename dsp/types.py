@@ -8,7 +8,7 @@ microsiemens, heart rate in beats per minute.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+StatusArray = npt.NDArray[np.int8]
 
 
 class Role(StrEnum):
@@ -49,6 +50,20 @@ class Frame:
     values: FloatArray
     counters: IntArray | None = None
     segment: int = 0
+
+
+class SampleStatus(IntEnum):
+    """Why a grid sample is (not) usable, so "no estimate" can say why.
+
+    When two people's samples are paired, the pair takes the larger code: a sample that never
+    arrived has nothing to judge, and the output of a processor still settling after a new
+    segment is invalid by construction, so its quality flags say nothing about the sensor.
+    """
+
+    OK = 0
+    BAD_SIGNAL = 1  # flagged by the signal-quality logic of a settled processor
+    SETTLING = 2  # start-up output of a processor restarted for a new segment
+    MISSING = 3  # the person's data never arrived (gap, disconnection)
 
 
 @dataclass(frozen=True, slots=True)

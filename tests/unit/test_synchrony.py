@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dsp.exceptions import ConfigError, SignalError
 from dsp.significance import SurrogateConfig
 from dsp.synchrony import LAG_CONVENTION, Reason, SynchronyConfig, SynchronyEngine, SynchronyOutput
-from dsp.types import FloatArray
+from dsp.types import FloatArray, SampleStatus
 
 GRID_HZ = 4.0
 # Small windows so surrogates are available after ~40 s and tests stay fast.
@@ -107,6 +107,86 @@ def test_quality_gating_reasons() -> None:
     for u in out.updates:
         if not u.estimate_valid:
             assert math.isnan(u.r_lag0) and math.isnan(u.p_value) and u.state == ""
+
+
+def test_status_says_why_there_is_no_estimate_naming_the_newest_cause() -> None:
+    """MISSING samples are a gap (with updates at them), SETTLING ones "reconnected"; a window
+    holding several causes names the newest, the one the estimate still waits for."""
+    n = 1000
+    a, b = dyad(2, n)
+    status = np.zeros(n, dtype=np.int8)
+    status[300:380] = SampleStatus.MISSING  # sensor away 20 s ...
+    status[380:400] = SampleStatus.SETTLING  # ... then its restarted processor settles
+    status[600:610] = SampleStatus.SETTLING
+    status[620] = SampleStatus.BAD_SIGNAL
+    status[800:804] = SampleStatus.BAD_SIGNAL
+    status[810:814] = SampleStatus.MISSING
+    k = np.arange(n)
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    out = engine.push(t_s=k / GRID_HZ, therapist=a, client=b, valid=status == 0, status=status)
+    reason = {round(u.t_s * GRID_HZ): u.reason for u in out.updates}
+    assert sorted(reason) == list(range(0, n, 4))  # an update at every step, missing or not
+
+    def expected(k_end: int) -> str:
+        window = status[max(0, k_end - SMALL_SPAN_N + 1) : k_end + 1]
+        if k_end < SMALL_SPAN_N - 1:
+            return "warming up"
+        bad = np.flatnonzero(window)
+        if bad.size == 0:
+            return ""
+        return {1: "bad signal", 2: "reconnected", 3: "gap"}[int(window[bad[-1]])]
+
+    for k_end, got in reason.items():
+        # With an estimate but no null yet the reason is about significance: no cause.
+        assert ("" if got.startswith("null") else got) == expected(k_end), k_end
+    # Spot checks independent of the helper: during the absence, right after it, and later.
+    assert reason[340] == "gap" and reason[392] == "reconnected" and reason[420] == "reconnected"
+    assert reason[612] == "reconnected" and reason[640] == "bad signal"
+    assert reason[808] == "bad signal" and reason[816] == "gap"
+    assert Reason.RECONNECTED.value == "reconnected"
+
+
+def test_status_with_causes_is_chunk_invariant_and_validated() -> None:
+    n = 600
+    a, b = dyad(3, n)
+    rng = np.random.default_rng(3)
+    status = rng.choice(np.array([0, 0, 0, 0, 1, 2, 3], dtype=np.int8), size=n)
+    k = np.arange(n)
+
+    def push(engine: SynchronyEngine, lo: int, hi: int) -> SynchronyOutput:
+        return engine.push(
+            t_s=k[lo:hi] / GRID_HZ,
+            therapist=a[lo:hi],
+            client=b[lo:hi],
+            valid=status[lo:hi] == 0,
+            status=status[lo:hi],
+        )
+
+    whole = as_dicts([push(SynchronyEngine(GRID_HZ, config=SMALL), 0, n)])
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    edges = [0, 1, 7, 100, 101, 333, 590, n]
+    parts = [push(engine, lo, hi) for lo, hi in itertools.pairwise(edges)]
+    assert as_dicts(parts) == whole
+    engine = SynchronyEngine(GRID_HZ, config=SMALL)
+    ok = np.ones(2, dtype=bool)
+    with pytest.raises(SignalError, match="SampleStatus values"):
+        engine.push(
+            t_s=k[:2] / GRID_HZ,
+            therapist=a[:2],
+            client=b[:2],
+            valid=ok,
+            status=np.array([0, 9], dtype=np.int8),
+        )
+    with pytest.raises(SignalError, match="one SampleStatus code per sample"):
+        engine.push(
+            t_s=k[:2] / GRID_HZ,
+            therapist=a[:2],
+            client=b[:2],
+            valid=ok,
+            status=np.zeros(3, dtype=np.int8),
+        )
+    # Rejected pushes changed nothing.
+    assert as_dicts([push(engine, 0, n)]) == whole
 
 
 def test_estimates_equal_direct_correlation_and_lag_convention() -> None:
