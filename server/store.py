@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from dsp.exceptions import ConfigError, DyadsyncError, RecordingError
 
@@ -301,7 +301,7 @@ def _check_text(value: object, *, field: str, max_chars: int, required: bool) ->
     if not isinstance(value, str):
         raise ConfigError(f"{value!r} is not text", key=field)
     if required and not value.strip():
-        raise ConfigError("is empty; write the comment text", key=field)
+        raise ConfigError("is empty; text is required here", key=field)
     if len(value) > max_chars:
         raise ConfigError(
             f"is {len(value)} characters long; at most {max_chars} are allowed", key=field
@@ -381,7 +381,7 @@ def _check_items(instrument: object, items: object) -> tuple[Instrument, tuple[f
             f"{instrument!r} is not a known instrument; allowed: {', '.join(INSTRUMENTS)}",
             key="instrument",
         )
-    name: Instrument = instrument  # type: ignore[assignment]  # membership checked above
+    name = cast(Instrument, instrument)  # membership checked above
     spec = INSTRUMENTS[name]
     if not isinstance(items, Sequence) or isinstance(items, str):
         raise ConfigError(f"{items!r} is not a sequence of item scores", key="items")
@@ -397,7 +397,7 @@ def _check_items(instrument: object, items: object) -> tuple[Instrument, tuple[f
         if spec.integer_items:
             ok_type = ok_type and float(score).is_integer()
         if not ok_type or not math.isfinite(score) or not spec.lowest <= score <= spec.highest:
-            raise ConfigError(f"{score!r} is out of range; {allowed}", key=f"items[{index}]")
+            raise ConfigError(f"{score!r} is not allowed; {allowed}", key=f"items[{index}]")
         scores.append(int(score) if spec.integer_items else float(score))
     return name, tuple(scores)
 
