@@ -458,6 +458,15 @@ def _tally(stream: ScannedStream, count: int, first: float, last: float) -> None
     stream.sample_count += count
 
 
+# The spec's names, for messages.
+_TAG_NAMES: Final = {
+    Tag.FILE_HEADER: "FileHeader",
+    Tag.STREAM_HEADER: "StreamHeader",
+    Tag.SAMPLES: "Samples chunk",
+    Tag.CLOCK_OFFSET: "ClockOffset chunk",
+    Tag.BOUNDARY: "Boundary chunk",
+    Tag.STREAM_FOOTER: "StreamFooter",
+}
 _MIN_CONTENT: Final = {
     Tag.FILE_HEADER: 0,
     Tag.STREAM_HEADER: 4,
@@ -503,15 +512,18 @@ def scan_xdf(data: bytes | bytearray | memoryview) -> XdfScan:
                 )
             tag = _TAG.unpack_from(view, pos)[0]
             pos += _TAG.size
-            tag_name = Tag(tag).name if tag in Tag._value2member_map_ else f"tag-{tag} chunk"
+            tag_name = _TAG_NAMES.get(tag, f"chunk with tag {tag}")
             if (file_header is None) != (tag == Tag.FILE_HEADER):
-                raise _Damaged("is not where it belongs (the FileHeader must be first, and once)")
+                raise _Damaged("is out of place (the FileHeader must come first, and only once)")
             if tag not in Tag._value2member_map_:
                 chunks.append(ChunkSpan(start, end, tag, None))
                 pos = end
                 continue
             if end - pos < _MIN_CONTENT[Tag(tag)]:
-                raise _Damaged(f"is {end - pos} bytes long, too short for its kind")
+                raise _Damaged(
+                    f"has {end - pos} content bytes, fewer than the {_MIN_CONTENT[Tag(tag)]} "
+                    "its kind needs"
+                )
             stream_id = None
             if tag in _STREAM_TAGS:
                 stream_id = _STREAM_ID.unpack_from(view, pos)[0]

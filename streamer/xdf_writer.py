@@ -61,9 +61,9 @@ class _Stream:
     __slots__ = (
         "channel_count",
         "channel_format",
+        "clock_offset",
         "clock_offsets",
         "first_timestamp",
-        "last_clock_offset_s",
         "last_timestamp",
         "name",
         "pending_count",
@@ -74,7 +74,13 @@ class _Stream:
     )
 
     def __init__(
-        self, *, stream_id: int, name: str, channel_format: str, channel_count: int
+        self,
+        *,
+        stream_id: int,
+        name: str,
+        channel_format: str,
+        channel_count: int,
+        clock_offset_interval_s: float,
     ) -> None:
         self.stream_id = stream_id
         self.name = name
@@ -87,7 +93,7 @@ class _Stream:
         self.first_timestamp = 0.0
         self.last_timestamp = 0.0
         self.clock_offsets: list[tuple[float, float]] = []
-        self.last_clock_offset_s = -math.inf  # the first tick writes one
+        self.clock_offset = _Cadence(clock_offset_interval_s)  # the first tick writes one
 
     def take_chunk(self) -> bytes:
         """Encode and clear what is buffered (the caller checked pending_count > 0)."""
@@ -135,16 +141,13 @@ class XdfWriter:
     """
 
     __slots__ = (
-        "_boundary_interval_s",
+        "_boundary",
         "_clock_offset_interval_s",
         "_closed",
         "_failure",
         "_fd",
-        "_flush_interval_s",
-        "_fsync_interval_s",
-        "_last_boundary_s",
-        "_last_flush_s",
-        "_last_fsync_s",
+        "_flush",
+        "_fsync_cadence",
         "_max_buffered_samples",
         "_pending_samples",
         "_size",
@@ -164,18 +167,18 @@ class XdfWriter:
         self.path = path
         self._fd = fd
         (
-            self._flush_interval_s,
-            self._fsync_interval_s,
+            flush_interval_s,
+            fsync_interval_s,
             self._clock_offset_interval_s,
-            self._boundary_interval_s,
+            boundary_interval_s,
         ) = intervals
+        self._flush = _Cadence(flush_interval_s)
+        self._fsync_cadence = _Cadence(fsync_interval_s)
+        self._boundary = _Cadence(boundary_interval_s)
         self._max_buffered_samples = max_buffered_samples
         self._streams: dict[int, _Stream] = {}
         self._size = 0
         self._pending_samples = 0
-        self._last_flush_s = -math.inf
-        self._last_fsync_s = -math.inf
-        self._last_boundary_s = -math.inf
         self._failure: RecordingError | None = None
         self._closed = False
 
@@ -296,6 +299,7 @@ class XdfWriter:
             name=name,
             channel_format=channel_format,
             channel_count=channel_count,
+            clock_offset_interval_s=self._clock_offset_interval_s,
         )
         return stream_id
 
@@ -388,11 +392,10 @@ class XdfWriter:
         if not math.isfinite(now_s):
             raise RecordingError(f"{self.path}: tick time must be finite, got {now_s}")
         parts: list[bytes] = []
-        if _due(now_s, self._last_flush_s, self._flush_interval_s):
+        if self._flush.due(now_s):
             parts.append(self._take_samples())
-            self._last_flush_s = now_s
         for stream in self._streams.values():
-            if _due(now_s, stream.last_clock_offset_s, self._clock_offset_interval_s):
+            if stream.clock_offset.due(now_s):
                 # Stamps are already on the session clock, so the offset is 0 by design.
                 parts.append(
                     fmt.clock_offset_chunk(
@@ -400,14 +403,11 @@ class XdfWriter:
                     )
                 )
                 stream.clock_offsets.append((now_s, 0.0))
-                stream.last_clock_offset_s = now_s
-        if _due(now_s, self._last_boundary_s, self._boundary_interval_s):
+        if self._boundary.due(now_s):
             parts.append(fmt.boundary_chunk())
-            self._last_boundary_s = now_s
         self._write(b"".join(parts))
-        if _due(now_s, self._last_fsync_s, self._fsync_interval_s):
+        if self._fsync_cadence.due(now_s):
             self._fsync()
-            self._last_fsync_s = now_s
 
     def close(self) -> None:
         """Write the buffered samples and the StreamFooters, ``fsync`` and close.
@@ -503,6 +503,26 @@ class XdfWriter:
         )
 
 
-def _due(now_s: float, last_s: float, interval_s: float) -> bool:
-    elapsed = now_s - last_s
-    return elapsed >= interval_s or elapsed < 0
+class _Cadence:
+    """Something due every ``interval_s`` of session time, on a fixed grid so that tick
+    lateness does not accumulate (offsets stay 5.0 s apart, not 5.0 + a tick)."""
+
+    __slots__ = ("interval_s", "next_s")
+
+    # Tick times are sums of binary fractions: 1025.1 may arrive as 1025.0999999999.
+    _TOLERANCE_S: Final = 1e-6
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.next_s = -math.inf  # the first tick is due
+
+    def due(self, now_s: float) -> bool:
+        if now_s < self.next_s - self.interval_s - self._TOLERANCE_S:
+            self.next_s = now_s + self.interval_s  # the clock stepped back: due now, not never
+            return True
+        if now_s < self.next_s - self._TOLERANCE_S:
+            return False
+        self.next_s += self.interval_s
+        if self.next_s <= now_s:  # first tick, or a tick later than a whole interval
+            self.next_s = now_s + self.interval_s
+        return True
