@@ -207,6 +207,7 @@ class _Acquisition:
         "expected_channel_count",
         "expected_rate_hz",
         "last_problem",
+        "last_pull_s",
     )
 
     def __init__(
@@ -229,6 +230,10 @@ class _Acquisition:
         # attribute assignment, never mutated in place).
         self.connected_meta: StreamMeta | None = None
         self.last_problem: str | None = None  # latest mismatch, for "not found" messages
+        # When the puller last came back from liblsl (session clock). Silence only counts
+        # as a stall while the puller was really listening: a process starved of CPU
+        # (or of the GIL) pulls nothing from any stream, and that is not the sensors' fault.
+        self.last_pull_s = -math.inf
         label = f"dyadsync-inlet-{sensor.role.value}-{sensor.signal.value}"
         self._threads = (
             threading.Thread(target=self._watch, name=f"{label}-watch", daemon=True),
@@ -379,6 +384,7 @@ class _Acquisition:
                 data, stamps = inlet.pull_chunk(
                     timeout=config.pull_timeout_s, max_samples=4096, min_samples=1, as_numpy=True
                 )
+                self.last_pull_s = self._clock()
                 if len(stamps):
                     arrival = self._clock()
                     stamps_s = np.asarray(stamps, np.float64)
@@ -548,6 +554,10 @@ class SensorInlet:
             self._meta is not None
             and self._stalled_since_s is None
             and now - self._last_arrival_s > self._stall_after_s
+            # ...and the puller listened all that time and nothing is waiting in the
+            # hand-over queue (under CPU load all four streams used to "stall" at once).
+            and self._acq.last_pull_s - self._last_arrival_s > self._stall_after_s
+            and outbox.empty()
         ):
             self._stalled_since_s = self._last_arrival_s
             silent_s = now - self._last_arrival_s
