@@ -932,6 +932,7 @@ def publish_replay(
     name_prefix: str = "",
     wait_for_consumers_s: float | None = None,
     stop: threading.Event | None = None,
+    linger_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Re-publish ``replay`` as LSL outlets until it is finished or ``stop`` is set;
@@ -940,7 +941,9 @@ def publish_replay(
     ``wait_for_consumers_s``: first wait (at most this long) for an inlet on every
     outlet. ``name_prefix`` is put before each recorded name, e.g. ``"dyadsync-sim-"`` so
     the simulator's device config (which matches names ``dyadsync-sim-*``) accepts a
-    replayed simulator session.
+    replayed simulator session. ``linger_s``: the outlets stay open this long after the
+    last push, because destroying an outlet cuts its consumers off before they have
+    pulled the samples still in transit.
     """
     with ReplayPublisher(replay, name_prefix=name_prefix) as publisher:
         if wait_for_consumers_s is not None:
@@ -954,4 +957,9 @@ def publish_replay(
             delay = due - replay.clock.now()
             if delay > 0:
                 sleep(min(delay, 0.5))  # wake at least twice a second to notice ``stop``
+        if replay.finished and linger_s > 0 and not (stop is not None and stop.is_set()):
+            if stop is None:
+                sleep(linger_s)
+            else:
+                stop.wait(linger_s)
         return total
