@@ -10,7 +10,8 @@ tests and tools look up have stable names:
   renderers, columns ``x``, ``y``), ``S_sync`` (plot), ``S_sync_z`` (line renderer of
   ``null_z``, the coupling strength against chance; its source also has the best-lag
   Fisher ``z``, which is not drawn), ``S_threshold`` (the coupling threshold line),
-  ``S_episodes`` (shading renderer), ``section_S``.
+  ``S_episodes`` (shading renderer), ``S_sync_note`` (the Label that says, over the plot
+  area, why there is no line yet: the tile's explanation), ``section_S``.
 
 Time runs along a shared x axis in session time (milliseconds since the server's session
 start, ticks placed like a datetime axis and labelled mm:ss).
@@ -22,7 +23,7 @@ import math
 from typing import Any
 
 from bokeh.document import Document
-from bokeh.events import DocumentReady
+from bokeh.events import ConnectionLost, DocumentReady
 from bokeh.layouts import column, row
 from bokeh.model import Model
 from bokeh.models import (
@@ -33,6 +34,7 @@ from bokeh.models import (
     DatetimeTicker,
     InlineStyleSheet,
     LayoutDOM,
+    Node,
 )
 from bokeh.models.annotations import Label, Legend, Span
 from bokeh.models.renderers import GlyphRenderer
@@ -41,7 +43,7 @@ from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
 from .messages import DEFAULT_Z_ENTER, DERIVED_SIGNALS, ROLES
-from .state import TileView, Updates
+from .state import Updates
 from .views import (
     CLIENT_COLOR,
     CONTACT_LOST_HTML,
@@ -156,7 +158,16 @@ def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
 class _SignalSection:
     """Tile, physio plot and synchrony plot of one derived signal."""
 
-    __slots__ = ("episodes", "layout", "physio", "sync", "threshold", "threshold_label", "tile")
+    __slots__ = (
+        "episodes",
+        "layout",
+        "note",
+        "physio",
+        "sync",
+        "threshold",
+        "threshold_label",
+        "tile",
+    )
 
     def __init__(self, signal: str, *, x_range: DataRange1d, stylesheet: InlineStyleSheet):
         self.tile = Div(name=f"state_{signal}", width=TILE_WIDTH_PX, stylesheets=[stylesheet])
@@ -244,6 +255,24 @@ class _SignalSection:
         )
         sync_fig.add_layout(self.threshold)
         sync_fig.add_layout(self.threshold_label)
+        # Centred on the plot frame (not on data coordinates), so it shows even before the
+        # first row gives the axes a range: a plot with nothing to draw says why.
+        frame_center = Node(target="frame", symbol="center")
+        self.note = Label(
+            name=f"{signal}_sync_note",
+            x=frame_center,
+            y=frame_center,
+            text="",
+            visible=False,
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="14px",
+            text_font_style="italic",
+            text_color="#666666",
+            background_fill_color="#ffffff",
+            background_fill_alpha=0.85,
+        )
+        sync_fig.add_layout(self.note)
         # Invisible band that only pins the autoscaled range (see SYNC_FLOOR_Z).
         pin = sync_fig.varea(x="x", y1="floor", y2="ceiling", source=self.sync, fill_alpha=0.0)
         sync_fig.y_range = DataRange1d(renderers=list[Model]([strength, pin]), range_padding=0.1)
@@ -259,6 +288,11 @@ class _SignalSection:
             sizing_mode="stretch_width",
             visible=False,
         )
+
+    def set_note(self, text: str) -> None:
+        if self.note.text != text:
+            self.note.text = text
+            self.note.visible = bool(text)
 
     def set_threshold(self, z: float) -> None:
         if self.threshold.location != z:
@@ -276,19 +310,37 @@ class _SignalSection:
 # heartbeat (ticks are every 250 ms, so 3 s is a dozen missed ticks, not jitter).
 CONTACT_LOST_MS = 3000
 
-# Runs in the browser once the document is ready: if heartbeats stop (the dyadsync process
-# died, the network dropped), grey every tile and show the banner instead of leaving the
-# last state on screen as if it were current.
-_WATCHDOG_JS = """
+# The "lost" class on every text Div switches it to the words it carries for this case
+# (views.py ``lost-only``): grey pill "No contact", grey "unknown" badges, "No estimate"
+# tiles. Set from the browser because the server cannot send anything then.
+_GREY_JS = """
+const grey = (lost) => {
+  banner.visible = lost;
+  for (const div of divs) {
+    const others = div.css_classes.filter((c) => c !== "lost");
+    div.css_classes = lost ? [...others, "lost"] : others;
+  }
+};
+"""
+
+# Runs in the browser once the document is ready. Two ways to learn the server is gone:
+# Bokeh's connection_lost event (the websocket closed: server died, network dropped) greys
+# at once; the heartbeat watchdog also catches a server that stops pushing without closing
+# (hung process, half-open connection). Beats resuming (Bokeh reconnected) un-grey it.
+_WATCHDOG_JS = (
+    _GREY_JS
+    + """
 const watch = (window.__dyadsync_watchdog ??= {last: Date.now()});
+watch.grey = grey;
 if (watch.timer === undefined) {
   watch.timer = setInterval(() => {
-    if (Date.now() - watch.last <= lost_ms || banner.visible) return;
-    banner.visible = true;
-    tiles.forEach((tile, i) => { tile.text = lost_tiles[i]; });
-  }, 1000);
+    const lost = Date.now() - watch.last > lost_ms;
+    if (lost !== banner.visible) watch.grey(lost);
+  }, 500);
 }
 """
+)
+_CONNECTION_LOST_JS = _GREY_JS + "grey(true);"
 _BEAT_JS = "(window.__dyadsync_watchdog ??= {}).last = Date.now();"
 
 
@@ -332,30 +384,18 @@ class DashboardView:
         """Add the layout to ``doc`` with the browser-side contact watchdog."""
         doc.add_root(self.root)
         self.heartbeat.js_on_change("text", CustomJS(code=_BEAT_JS))
-        lost_tiles = [
-            render_tile(
-                TileView(
-                    signal=signal,
-                    kind="none",
-                    headline="No estimate",
-                    detail="Lost contact with the dashboard server",
-                    figures="",
-                )
-            )
-            for signal in self.sections
-        ]
+        # Bokeh's own reconnect toast is fixed over the top of the page, where it hid the
+        # lag convention; the in-flow banner above the badges says the same instead.
+        doc.config.notify_connection_status = False
+        args = {
+            "banner": self.banner,
+            "divs": [self.header, self.badges, *(s.tile for s in self.sections.values())],
+        }
         doc.js_on_event(
             DocumentReady,
-            CustomJS(
-                args={
-                    "banner": self.banner,
-                    "lost_ms": CONTACT_LOST_MS,
-                    "lost_tiles": lost_tiles,
-                    "tiles": [section.tile for section in self.sections.values()],
-                },
-                code=_WATCHDOG_JS,
-            ),
+            CustomJS(args={**args, "lost_ms": CONTACT_LOST_MS}, code=_WATCHDOG_JS),
         )
+        doc.js_on_event(ConnectionLost, CustomJS(args=args, code=_CONNECTION_LOST_JS))
 
     def render(self, updates: Updates) -> None:
         """Apply one tick's updates; text models are only touched when they changed."""
@@ -369,6 +409,7 @@ class DashboardView:
         for signal, section in self.sections.items():
             section.layout.visible = signal in updates.signals
             section.set_threshold(updates.coupling_threshold_z)
+            section.set_note(updates.sync_notes[signal])
             _set_text(section.tile, render_tile(updates.tiles[signal]))
         for (signal, role), rows in updates.physio.items():
             self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)

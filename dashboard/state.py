@@ -15,8 +15,11 @@ Display rules that keep the page from being wrong silently:
 - the backlog a server sends right after ``hello`` (recent messages, oldest first) fills
   the plots; what the page already holds (a reconnect) is skipped silently;
 - a synchrony tile shows a state only while estimates keep arriving from a connected
-  server; otherwise it says "No estimate" and why;
-- stream badges fall back to "unknown" while the server is unreachable.
+  server; otherwise it says "No estimate" and why, in plain words, with a countdown while a
+  window or the chance level is still filling (the synchrony plot repeats that text while
+  it has nothing to draw, so an empty plot never looks broken);
+- the connection pill and every stream badge fall back to grey/unknown while the server is
+  unreachable or silent: a badge never stays green on old news.
 """
 
 from __future__ import annotations
@@ -62,10 +65,22 @@ GAP_STEPS = 1.5
 STALE_STEPS = 3.0
 MIN_STALE_S = 5.0
 
+# A connected server sends health every 2 s (protocol.md): three missed reports mean it is
+# hung or cut off behind a half-open connection, and the badges must stop claiming health.
+SILENT_S = 6.0
+
+# Surrogate null history beyond window + 2 x lag before the server can test against chance:
+# the server's defaults (dsp SurrogateConfig: min_shift_s 20 s, plus 99 surrogates' first
+# half, 49 spacings of 0.5 s). The hello does not carry them, so the countdown built on this
+# is shown as "about"; it only informs the wait, never a number on screen.
+NULL_EXTRA_S = 20.0 + 49 * 0.5
+
 # Derived signal -> raw streams it is computed from (for the expected stream badges).
 SOURCE_SIGNAL = {"hr": "ecg", "scl": "eda", "phasic": "eda"}
 
 ConnectionState = Literal["connecting", "connected", "disconnected"]
+# What the header shows: the feed's state, or "silent" (connected, but nothing arrives).
+HeaderConnection = Literal["connecting", "connected", "disconnected", "silent"]
 TileKind = Literal["coupled", "anti_phase", "decoupled", "none"]
 BadgeLevel = Literal["ok", "warn", "bad", "unknown"]
 
@@ -128,7 +143,7 @@ class BadgeView:
 class HeaderView:
     session: str | None
     mode: str | None
-    connection: ConnectionState
+    connection: HeaderConnection
     connection_detail: str
     lag_convention: str
     ignored_messages: int
@@ -143,6 +158,8 @@ class Updates:
     with columns ``x``, ``z``, ``null_z``; ``episodes`` holds the full shading table of each
     signal whose episodes changed (columns ``left``, ``right``, ``state``).
     ``coupling_threshold_z`` is the ``null_z`` above which the server enters an episode.
+    ``sync_notes`` holds, per signal, the text the synchrony plot shows over its area while
+    the tile shows no state (why the line is missing or ended), "" otherwise.
     """
 
     reset: bool
@@ -154,6 +171,7 @@ class Updates:
     physio_rollover: int
     sync_rollover: int
     tiles: dict[str, TileView]
+    sync_notes: dict[str, str]
     badges: tuple[BadgeView, ...]
     header: HeaderView
 
@@ -238,11 +256,14 @@ class _Episodes:
 
 
 class _Tile:
-    __slots__ = ("received_at_s", "sync")
+    __slots__ = ("received_at_s", "sync", "wait_origin_t")
 
     def __init__(self) -> None:
         self.sync: Sync | None = None
         self.received_at_s = 0.0
+        # LSL time the current wait (window filling, then chance level) started counting
+        # from; None when the latest update is not waiting for anything.
+        self.wait_origin_t: float | None = None
 
 
 class _Badge:
@@ -275,6 +296,7 @@ class DashboardState:
         "_episodes_changed",
         "_hello",
         "_history_s",
+        "_last_message_s",
         "_physio",
         "_reset",
         "_retry_at_s",
@@ -292,6 +314,7 @@ class DashboardState:
         self._connection: ConnectionState = "connecting"
         self._connection_detail = ""
         self._retry_at_s: float | None = None
+        self._last_message_s: float | None = None
         self.ignored: dict[str, int] = {}
         self._session: str | None = None
         self._clear(_BEFORE_HELLO)
@@ -309,6 +332,7 @@ class DashboardState:
         self._connection = "connected"
         self._connection_detail = ""
         self._retry_at_s = None
+        self._last_message_s = None  # silence is measured from this connection's first
 
     def on_disconnected(self, *, reason: str, now_s: float, retry_in_s: float) -> None:
         """The connection was lost (or refused); the feed retries after ``retry_in_s``."""
@@ -320,6 +344,7 @@ class DashboardState:
 
     def feed(self, raw: str | bytes, *, now_s: float) -> None:
         """Apply one raw websocket message; malformed ones are counted, never raised."""
+        self._last_message_s = now_s  # even a malformed message shows the server is alive
         try:
             message = decode_message(raw)
         except MessageIgnored as exc:
@@ -426,6 +451,7 @@ class DashboardState:
             self._count_stale(message.t)
             return
         tile = self._tiles[message.signal]
+        tile.wait_origin_t = _wait_origin(tile, message, hello=self._hello)
         tile.sync = message
         # A backlog update was already this old when the hello was sent: an outage that
         # the backlog reveals (no recent update) must read as stale, not as current.
@@ -474,6 +500,7 @@ class DashboardState:
         reset, self._reset = self._reset, False
         first_physio = next(iter(self._physio.values()))
         first_sync = next(iter(self._sync.values()))
+        tiles = {s: self._tile_view(s, now_s=now_s) for s in DERIVED_SIGNALS}
         return Updates(
             reset=reset,
             signals=signals,
@@ -483,10 +510,19 @@ class DashboardState:
             episodes=episodes,
             physio_rollover=first_physio.capacity,
             sync_rollover=first_sync.capacity,
-            tiles={s: self._tile_view(s, now_s=now_s) for s in DERIVED_SIGNALS},
-            badges=tuple(self._badge_views()),
+            tiles=tiles,
+            # The plot says what the tile says: one explanation, never a bare empty plot.
+            sync_notes={s: tile.detail if tile.kind == "none" else "" for s, tile in tiles.items()},
+            badges=tuple(self._badge_views(now_s=now_s)),
             header=self._header_view(now_s=now_s),
         )
+
+    def _silent_s(self, *, now_s: float) -> float | None:
+        """Seconds without any message on an open connection, once that is too long."""
+        if self._connection != "connected" or self._last_message_s is None:
+            return None
+        silent_s = now_s - self._last_message_s
+        return silent_s if silent_s > SILENT_S else None
 
     def _episode_table(self, signal: str) -> dict[str, list[float] | list[str]]:
         last_x = self._sync[signal].last_x
@@ -513,15 +549,16 @@ class DashboardState:
         age_s = now_s - tile.received_at_s
         if age_s > max(MIN_STALE_S, STALE_STEPS * hello.step_s):
             return _no_estimate(signal, f"No update for {age_s:.0f} s")
+        explanation = _explain(sync, wait_origin_t=tile.wait_origin_t, hello=hello)
         if not sync.estimate:
-            return _no_estimate(signal, _sentence(sync.reason or "no reason given"))
+            return _no_estimate(signal, explanation or "The server gave no reason")
         if sync.state is None:
             # Numbers exist but the server has not classified them: no state is claimed.
             return TileView(
                 signal=signal,
                 kind="none",
                 headline="No state yet",
-                detail=_sentence(sync.reason or "not classified yet"),
+                detail=explanation or "Not classified yet",
                 figures="",
             )
         kind, headline = _STATE_TILE[sync.state]
@@ -534,18 +571,23 @@ class DashboardState:
             figures=_figures_text(sync),
         )
 
-    def _badge_views(self) -> Iterable[BadgeView]:
+    def _badge_views(self, *, now_s: float) -> Iterable[BadgeView]:
+        silent_s = self._silent_s(now_s=now_s)
         for stream in sorted(self._badges, key=_stream_order):
             badge = self._badges[stream]
             role, _, signal = stream.partition("-")
             label = f"{role.capitalize()} {signal.upper()}"
-            if self._connection != "connected":
+            if self._connection != "connected" or silent_s is not None:
                 yield BadgeView(
                     stream=stream,
                     label=label,
                     level="unknown",
                     kind="unknown",
-                    detail="no connection to the server",
+                    detail=(
+                        "no connection to the server"
+                        if silent_s is None
+                        else f"nothing from the server for {silent_s:.0f} s"
+                    ),
                 )
                 continue
             if badge.kind is None:
@@ -570,14 +612,18 @@ class DashboardState:
 
     def _header_view(self, *, now_s: float) -> HeaderView:
         detail = self._connection_detail
+        connection: HeaderConnection = self._connection
         if self._connection == "disconnected" and self._retry_at_s is not None:
             wait_s = max(0.0, self._retry_at_s - now_s)
             detail = _join(detail, f"retrying in {wait_s:.0f} s")
+        if (silent_s := self._silent_s(now_s=now_s)) is not None:
+            connection = "silent"
+            detail = f"nothing from the server for {silent_s:.0f} s"
         hello = self._hello
         return HeaderView(
             session=self._session,
             mode=hello.mode if hello is not None else None,
-            connection=self._connection,
+            connection=connection,
             connection_detail=detail,
             lag_convention=hello.lag_convention if hello is not None else LAG_CONVENTION,
             ignored_messages=sum(self.ignored.values()),
@@ -594,22 +640,87 @@ def _stream_order(stream: str) -> tuple[int, str]:
     return (ROLES.index(role) if role in ROLES else len(ROLES), signal)
 
 
-# Plain wording for the reasons protocol.md and the synchrony engine give (dsp/synchrony.py
-# ``Reason``), for a clinician glancing at the tile; any other reason is shown as sent.
-_REASON_TEXT = {
-    "warming up": "Collecting enough data",
-    "null warming up": "Collecting enough data to compare with chance",
-    "null unavailable": "Too many gaps to compare with chance",
-    "gap": "Gap in the data",
-    "bad signal": "Signal quality too low",
-    "flat signal": "A signal is flat (check the sensor)",
-    "clock break": "Clock jump in a sensor stream",
+@dataclass(frozen=True, slots=True)
+class _Reason:
+    """Plain wording of one ``sync.reason``; ``{window}`` becomes e.g. "30 s " (the hello's
+    window) or nothing. ``wait`` names what the server is waiting for, which gives a
+    countdown: a full synchrony ``"window"`` or enough history for the ``"null"``."""
+
+    text: str
+    wait: Literal["window", "null"] | None = None
+
+
+# Every reason protocol.md and the synchrony engine (dsp/synchrony.py ``Reason``) can send,
+# worded for a clinician glancing at the tile; "reconnected"/"settling" come with a sensor
+# reconnect (a new segment: the window refills). A reason not listed here is shown as sent
+# inside a generic sentence (see _explain), never dropped.
+_REASONS: dict[str, _Reason] = {
+    "warming up": _Reason("Collecting the first {window}window", wait="window"),
+    "reconnected": _Reason("Sensor reconnected, collecting a fresh {window}window", wait="window"),
+    "settling": _Reason("Sensor reconnected, collecting a fresh {window}window", wait="window"),
+    "null warming up": _Reason("Building the chance level", wait="null"),
+    "null unavailable": _Reason("Too many gaps to compare with chance"),
+    "gap": _Reason("Gap in the data"),
+    "bad signal": _Reason("Signal quality too low"),
+    "flat signal": _Reason("A signal is flat (check the sensor)"),
+    "clock break": _Reason("Clock jump in a sensor stream"),
 }
 
 
-def _sentence(text: str) -> str:
-    text = _REASON_TEXT.get(text, text)
-    return text[:1].upper() + text[1:]
+def _span_s(hello: Hello) -> float | None:
+    """Data one synchrony update needs: the window plus the maximum lag (rMEA convention:
+    window w covers ``[w*inc, w*inc+win+lag)``)."""
+    if hello.window_s is None or hello.lag_s is None:
+        return None
+    return hello.window_s + hello.lag_s
+
+
+def _wait_origin(tile: _Tile, sync: Sync, *, hello: Hello) -> float | None:
+    """LSL time the wait ``sync`` reports started counting from (see :func:`_explain`).
+
+    A run of one window reason counts from its first update; the null's history counts from
+    the same start as the window before it (the server's history starts with the data), or,
+    when the page never saw that window fill, from when this update's window began.
+    """
+    reason = _REASONS.get(sync.reason or "")
+    if reason is None or reason.wait is None:
+        return None
+    previous = tile.sync
+    continuing = previous is not None and (reason.wait == "null" or previous.reason == sync.reason)
+    if tile.wait_origin_t is not None and continuing:
+        return tile.wait_origin_t
+    if reason.wait == "window":
+        return sync.t
+    span_s = _span_s(hello)
+    return sync.t if span_s is None else sync.t - span_s + hello.step_s
+
+
+def _explain(sync: Sync, *, wait_origin_t: float | None, hello: Hello) -> str:
+    """The tile's plain sentence for ``sync.reason`` ("" without a reason), with "about N s"
+    while a window or the chance level fills, counted on the data's own clock."""
+    if not sync.reason:
+        return ""
+    reason = _REASONS.get(sync.reason)
+    if reason is None:
+        return f"Not available (server says: {sync.reason})"
+    window = f"{hello.window_s:g} s " if hello.window_s is not None else ""
+    text = reason.text.format(window=window)
+    span_s = _span_s(hello)
+    if reason.wait is None or span_s is None or wait_origin_t is None or hello.lag_s is None:
+        return text
+    # The null needs the shifted windows on top of one window plus both lags (NULL_EXTRA_S).
+    needed_s = span_s if reason.wait == "window" else span_s + hello.lag_s + NULL_EXTRA_S
+    elapsed_s = sync.t - wait_origin_t + hello.step_s
+    return f"{text} ({_about(needed_s - elapsed_s)})"
+
+
+def _about(remaining_s: float) -> str:
+    seconds = math.ceil(remaining_s)
+    if seconds <= 0:
+        return "any moment now"
+    if seconds < 120:
+        return f"about {seconds} s"
+    return f"about {round(seconds / 60)} min"
 
 
 def _no_estimate(signal: str, reason: str) -> TileView:

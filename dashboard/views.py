@@ -4,6 +4,11 @@ Pure functions of the views in :mod:`dashboard.state`, so wording and escaping a
 tested without a browser. Everything the server sends is escaped: a ``reason`` or
 ``detail`` string is data, never markup.
 
+Each text part also carries the words it must show once the browser loses its dashboard
+server (``lost-only``, hidden until the page's watchdog puts the ``lost`` class on the
+Div): the browser cannot ask the server for new HTML then, so the fallback travels with
+every update, and one class flip greys the pill, every badge and every tile at once.
+
 Colours are from the Okabe & Ito (2008) colour-blind-safe palette ("Color Universal
 Design"): therapist blue and client orange are distinguishable under every common
 colour-vision deficiency, and the state colours never carry meaning alone (each state is
@@ -57,8 +62,15 @@ CSS = """
 .pill { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 13px;
   border: 1px solid; }
 .conn-connected { color: #00684b; border-color: #009E73; background: #eaf7f2; }
-.conn-connecting { color: #555; border-color: #bbb; background: #f4f4f4; }
-.conn-disconnected { color: #8a3a00; border-color: #D55E00; background: #fcefe6; }
+/* Every state but "connected" is grey: no contact means no news, good or bad; the detail
+   next to the pill (and the banner, for the browser side) says what happened. */
+.conn-connecting, .conn-disconnected, .conn-silent, .conn-lost { color: #666; border-color: #bbb;
+  background: #f0f0f0; }
+.lost-only { display: none; }
+:host(.lost) .lost-only { display: revert; }
+:host(.lost) .live-only { display: none; }
+:host(.lost) .badge { color: #888; border-color: #ddd; background: #fafafa; }
+:host(.lost) .badge .dot { background: #c8c8c8; }
 .convention { font-size: 13px; color: #555; }
 .badges { display: flex; gap: 10px; flex-wrap: wrap; padding: 6px 4px; }
 .badge { font-size: 13px; padding: 3px 10px; border-radius: 6px; border: 1px solid #ddd;
@@ -94,6 +106,16 @@ CSS = """
 .waiting { font-size: 15px; color: #777; padding: 24px 4px; }
 """
 
+# What the pill says, per HeaderView.connection, and once the browser lost its server.
+CONNECTION_LABELS = {
+    "connected": "Connected",
+    "connecting": "Connecting…",
+    "disconnected": "Disconnected",
+    "silent": "No data",
+}
+LOST_LABEL = "No contact"
+LOST_TILE_DETAIL = "Lost contact with the dashboard server"
+
 
 def render_header(view: HeaderView) -> str:
     session = (
@@ -102,11 +124,9 @@ def render_header(view: HeaderView) -> str:
         if view.session
         else '<span class="session muted">No session yet</span>'
     )
-    label = {"connected": "Connected", "connecting": "Connecting…", "disconnected": "Disconnected"}[
-        view.connection
-    ]
+    label = CONNECTION_LABELS[view.connection]
     detail = (
-        f' <span class="muted">{escape(view.connection_detail)}</span>'
+        f' <span class="muted live-only">{escape(view.connection_detail)}</span>'
         if view.connection_detail
         else ""
     )
@@ -119,17 +139,29 @@ def render_header(view: HeaderView) -> str:
         '<div class="header">'
         '<span class="brand">dyadsync</span>'
         f"{session}"
-        f'<span><span class="pill conn-{view.connection}">{label}</span>{detail}{ignored}</span>'
+        f'<span><span class="pill conn-{view.connection} live-only">{label}</span>'
+        f'<span class="pill conn-lost lost-only">{LOST_LABEL}</span>{detail}{ignored}</span>'
         f'<span class="convention">Lag convention: {escape(view.lag_convention)}</span>'
         "</div>"
     )
 
 
 def render_tile(view: TileView) -> str:
+    lost = TileView(
+        signal=view.signal,
+        kind="none",
+        headline="No estimate",
+        detail=LOST_TILE_DETAIL,
+        figures="",
+    )
+    return _tile_html(view, "live-only") + _tile_html(lost, "lost-only")
+
+
+def _tile_html(view: TileView, variant: str) -> str:
     figures = f'<div class="tile-figures">{escape(view.figures)}</div>' if view.figures else ""
     note = f'<div class="tile-note">{escape(view.note)}</div>' if view.note else ""
     return (
-        f'<div class="tile tile-{view.kind}">'
+        f'<div class="tile tile-{view.kind} {variant}">'
         f'<div class="tile-title">{escape(SIGNAL_TITLES.get(view.signal, view.signal))}'
         " synchrony</div>"
         f'<div class="tile-state">{escape(view.headline)}</div>'
@@ -145,8 +177,10 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
         return '<div class="badges"><span class="muted">Sensor streams: waiting</span></div>'
     items = "".join(
         f'<span class="badge level-{b.level}" title="{escape(b.detail)}">'
-        f'<span class="dot"></span>{escape(b.label)}: {escape(b.kind)}'
-        f"{' — ' + escape(b.detail) if b.level in ('warn', 'bad') and b.detail else ''}"
+        f'<span class="dot"></span>{escape(b.label)}: '
+        f'<span class="live-only">{escape(b.kind)}'
+        f"{' — ' + escape(b.detail) if b.level in ('warn', 'bad') and b.detail else ''}</span>"
+        '<span class="lost-only">unknown</span>'
         "</span>"
         for b in badges
     )
@@ -155,6 +189,7 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
 
 CONTACT_LOST_HTML = (
     '<div class="contact-lost">Lost contact with the dashboard server: what is shown below is '
-    "frozen and may be out of date. Reload the page once dyadsync is running again.</div>"
+    "frozen and may be out of date. The page retries by itself; if dyadsync was stopped, "
+    "reload the page once it is running again.</div>"
 )
 WAITING_HTML = '<div class="waiting">Waiting for the dyadsync server…</div>'

@@ -4,6 +4,7 @@ them: shared by the dashboard tests (state, views, feed, serve)."""
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from typing import Any
 
 from dashboard.state import DashboardState
@@ -19,9 +20,10 @@ def hello(
     grid_hz: float = 4.0,
     started_t: float | None = None,
     z_enter: float | None = None,
+    synchrony: dict[str, float] | None = None,
 ) -> str:
     """A hello; ``started_t`` and ``thresholds`` are only sent when given (as from a
-    server that predates them)."""
+    server that predates them); ``synchrony`` replaces the default 30 s window, 5 s lag."""
     doc: dict[str, Any] = {
         "v": 1,
         "type": "hello",
@@ -30,7 +32,9 @@ def hello(
         "mode": "live",
         "signals": list(signals),
         "grid_hz": grid_hz,
-        "synchrony": {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+        "synchrony": (
+            {"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0} if synchrony is None else synchrony
+        ),
         "lag_convention": "positive lag = client follows therapist",
     }
     if started_t is not None:
@@ -94,3 +98,33 @@ def connected(*messages: str, now_s: float = 0.0) -> DashboardState:
     for raw in messages:
         state.feed(raw, now_s=now_s)
     return state
+
+
+class _ShownText(HTMLParser):
+    """Text of an HTML fragment as the page shows it with or without the ``lost`` class
+    (views.py: ``live-only`` parts hide when lost, ``lost-only`` parts show only then)."""
+
+    def __init__(self, *, lost: bool) -> None:
+        super().__init__()
+        self._hidden_class = "live-only" if lost else "lost-only"
+        self._stack: list[bool] = []  # per open element: hidden (itself or an ancestor)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = (dict(attrs).get("class") or "").split()
+        hidden = bool(self._stack and self._stack[-1]) or self._hidden_class in classes
+        self._stack.append(hidden)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not (self._stack and self._stack[-1]):
+            self.parts.append(data)
+
+
+def shown_text(html: str, *, lost: bool = False) -> str:
+    parser = _ShownText(lost=lost)
+    parser.feed(html)
+    parser.close()
+    return " ".join(" ".join(parser.parts).split())

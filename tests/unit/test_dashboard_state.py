@@ -204,7 +204,11 @@ def test_no_estimate_is_greyed_with_the_reason() -> None:
         "",
     )
     state.feed(no_estimate(1002.0, "electrode off"), now_s=0.0)  # not a documented reason
-    assert state.take_updates(now_s=0.0).tiles["hr"].detail == "Electrode off"
+    unknown = state.take_updates(now_s=0.0).tiles["hr"]
+    assert (unknown.headline, unknown.detail) == (
+        "No estimate",
+        "Not available (server says: electrode off)",
+    )
     assert same(updates.sync["hr"]["z"], [math.nan])
     assert updates.tiles["scl"].detail == "Waiting for the first estimate"
 
@@ -216,7 +220,7 @@ def test_estimate_without_state_is_plotted_but_claims_no_state() -> None:
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == (
         "none",
         "No state yet",
-        "Collecting enough data to compare with chance",
+        "Building the chance level (about 50 s)",
         "",
     )
     assert updates.sync["hr"]["z"] == [0.73]
@@ -498,12 +502,22 @@ def test_coupling_threshold_comes_from_the_hello() -> None:
 @pytest.mark.parametrize(
     ("reason", "headline", "detail"),
     [
-        ("warming up", "No estimate", "Collecting enough data"),
+        ("warming up", "No estimate", "Collecting the first 30 s window (about 34 s)"),
+        (
+            "reconnected",
+            "No estimate",
+            "Sensor reconnected, collecting a fresh 30 s window (about 34 s)",
+        ),
+        (
+            "settling",
+            "No estimate",
+            "Sensor reconnected, collecting a fresh 30 s window (about 34 s)",
+        ),
         ("gap", "No estimate", "Gap in the data"),
         ("bad signal", "No estimate", "Signal quality too low"),
         ("flat signal", "No estimate", "A signal is flat (check the sensor)"),
         ("clock break", "No estimate", "Clock jump in a sensor stream"),
-        ("null warming up", "No state yet", "Collecting enough data to compare with chance"),
+        ("null warming up", "No state yet", "Building the chance level (about 50 s)"),
         ("null unavailable", "No state yet", "Too many gaps to compare with chance"),
     ],
 )
@@ -514,3 +528,126 @@ def test_every_documented_reason_reads_plainly(reason: str, headline: str, detai
         raw = no_estimate(1001.0, reason)
     tile = connected(hello(), raw).take_updates(now_s=0.0).tiles["hr"]
     assert (tile.kind, tile.headline, tile.detail, tile.figures) == ("none", headline, detail, "")
+
+
+def waiting(t: float, reason: str) -> str:
+    """An update that waits: no estimate at all, or an estimate without significance."""
+    if reason.startswith("null"):
+        return sync(t, reason=reason, state=None, null_z=None, p=None)
+    return no_estimate(t, reason)
+
+
+def test_first_minutes_count_down_the_window_then_the_chance_level() -> None:
+    # Defaults in the hello: 30 s window + 5 s lag = 35 s of data per estimate; the null
+    # needs window + 2 x lag + NULL_EXTRA_S = 84.5 s of data, counted from the same start.
+    state = connected(hello())
+    details = []
+    for t in (1001.0, 1011.0, 1034.0, 1035.0):
+        state.feed(waiting(t, "warming up"), now_s=0.0)
+        details.append(state.take_updates(now_s=0.0).tiles["hr"].detail)
+    assert details == [
+        "Collecting the first 30 s window (about 34 s)",
+        "Collecting the first 30 s window (about 24 s)",
+        "Collecting the first 30 s window (about 1 s)",
+        "Collecting the first 30 s window (any moment now)",
+    ]
+    state.feed(waiting(1036.0, "null warming up"), now_s=0.0)
+    updates = state.take_updates(now_s=0.0)
+    tile = updates.tiles["hr"]
+    assert (tile.headline, tile.detail) == (
+        "No state yet",
+        "Building the chance level (about 49 s)",
+    )
+    # The plot, which has no line to draw yet, says the same instead of looking empty.
+    assert updates.sync_notes["hr"] == "Building the chance level (about 49 s)"
+    state.feed(waiting(1066.0, "null warming up"), now_s=0.0)
+    assert state.take_updates(now_s=0.0).tiles["hr"].detail.endswith("(about 19 s)")
+    state.feed(sync(1085.0), now_s=0.0)
+    coupled = state.take_updates(now_s=0.0)
+    assert coupled.tiles["hr"].headline == "Coupled"
+    assert coupled.sync_notes["hr"] == ""
+
+
+def test_reconnect_counts_a_fresh_window_from_its_first_update() -> None:
+    state = connected(hello(), sync(1100.0), no_estimate(1101.0, "gap"))
+    assert state.take_updates(now_s=0.0).tiles["hr"].detail == "Gap in the data"
+    state.feed(no_estimate(1120.0, "reconnected"), now_s=0.0)
+    first = state.take_updates(now_s=0.0).tiles["hr"].detail
+    state.feed(no_estimate(1130.0, "reconnected"), now_s=0.0)
+    later = state.take_updates(now_s=0.0).tiles["hr"]
+    assert first == "Sensor reconnected, collecting a fresh 30 s window (about 34 s)"
+    assert (later.headline, later.detail) == (
+        "No estimate",
+        "Sensor reconnected, collecting a fresh 30 s window (about 24 s)",
+    )
+    # Never the electrodes: a reconnect is not a signal-quality problem.
+    assert "quality" not in later.detail
+
+
+def test_page_opened_mid_wait_estimates_the_rest_of_the_null() -> None:
+    # No earlier update seen (joined after the backlog's start): the window just filled.
+    tile = connected(hello(), waiting(1200.0, "null warming up")).take_updates(now_s=0.0)
+    assert tile.tiles["hr"].detail == "Building the chance level (about 50 s)"
+
+
+def test_no_countdown_without_the_window_in_the_hello() -> None:
+    state = connected(hello(synchrony={"step_s": 1.0}), no_estimate(1001.0, "warming up"))
+    assert state.take_updates(now_s=0.0).tiles["hr"].detail == "Collecting the first window"
+
+
+@pytest.mark.parametrize("reason", ["sensor asleep", "", None])
+def test_unknown_or_missing_reason_still_reads_sanely(reason: str | None) -> None:
+    tile = (
+        connected(hello(), sync(1001.0, estimate=False, reason=reason, state=None))
+        .take_updates(now_s=0.0)
+        .tiles["hr"]
+    )
+    assert tile.headline == "No estimate"
+    assert tile.detail == (
+        f"Not available (server says: {reason})" if reason else "The server gave no reason"
+    )
+
+
+def test_plot_note_repeats_the_tile_whenever_it_claims_no_state() -> None:
+    state = connected(hello())
+    assert state.take_updates(now_s=0.0).sync_notes["hr"] == "Waiting for the first estimate"
+    state.feed(sync(1001.0), now_s=0.0)
+    assert state.take_updates(now_s=0.0).sync_notes["hr"] == ""
+    state.on_disconnected(reason="server not reachable", now_s=1.0, retry_in_s=1.0)
+    assert state.take_updates(now_s=1.0).sync_notes["hr"] == "Not connected to the server"
+
+
+ALL_CONNECTED = tuple(
+    status("connected", role=role, signal=signal)
+    for role in ("therapist", "client")
+    for signal in ("ecg", "eda")
+)
+
+
+def test_a_silent_server_greys_the_pill_and_every_badge() -> None:
+    state = connected(hello(), *ALL_CONNECTED)
+    state.feed(sync(1001.0), now_s=100.0)
+    live = state.take_updates(now_s=106.0)
+    assert live.header.connection == "connected"
+    assert {b.level for b in live.badges} == {"ok"}
+    silent = state.take_updates(now_s=107.0)
+    assert (silent.header.connection, silent.header.connection_detail) == (
+        "silent",
+        "nothing from the server for 7 s",
+    )
+    assert {(b.level, b.kind) for b in silent.badges} == {("unknown", "unknown")}
+    assert silent.badges[0].detail == "nothing from the server for 7 s"
+    state.feed(sync(1002.0), now_s=107.5)  # any message proves it alive again
+    assert {b.level for b in state.take_updates(now_s=107.5).badges} == {"ok"}
+
+
+def test_feed_side_loss_greys_the_pill_and_every_badge() -> None:
+    state = connected(hello(), *ALL_CONNECTED)
+    assert {b.level for b in state.take_updates(now_s=5.0).badges} == {"ok"}
+    state.on_disconnected(reason="connection lost", now_s=5.0, retry_in_s=0.5)
+    updates = state.take_updates(now_s=5.0)
+    assert updates.header.connection == "disconnected"
+    assert len(updates.badges) == 4  # both chairs' ECG and EDA, none left green
+    assert {(b.level, b.detail) for b in updates.badges} == {
+        ("unknown", "no connection to the server")
+    }

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from bokeh.document import Document
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, CustomJS, Node
 from bokeh.models.annotations import Label, Legend, Span
 from bokeh.models.glyphs import Line
 from bokeh.models.renderers import GlyphRenderer
@@ -19,8 +19,8 @@ from bokeh.plotting import figure
 
 from dashboard.app import DashboardView
 from dashboard.state import BadgeView, DashboardState, HeaderView, TileView
-from dashboard.views import SESSION_TIME_JS, render_badges, render_header, render_tile
-from tests.unit.dashboard_helpers import connected, hello, physio, sync
+from dashboard.views import CSS, SESSION_TIME_JS, render_badges, render_header, render_tile
+from tests.unit.dashboard_helpers import connected, hello, physio, shown_text, sync
 
 
 def test_server_text_is_escaped() -> None:
@@ -34,7 +34,7 @@ def test_server_text_is_escaped() -> None:
         )
     )
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert 'class="tile tile-none"' in html
+    assert 'class="tile tile-none live-only"' in html
     badges = render_badges(
         (
             BadgeView(
@@ -102,8 +102,54 @@ def test_badge_shows_problem_detail_inline_only_when_not_ok() -> None:
         stream="client-eda", label="Client EDA", level="bad", kind="missing", detail="not found"
     )
     html = render_badges((ok, bad))
-    assert "Therapist ECG: connected</span>" in html
-    assert "Client EDA: missing — not found" in html
+    assert shown_text(html) == "Therapist ECG: connected Client EDA: missing — not found"
+
+
+def test_every_text_part_carries_its_lost_contact_words() -> None:
+    # Once the browser loses its server the watchdog adds the "lost" class: the pill,
+    # every badge and every tile must then read grey/unknown, whatever they said live.
+    header = render_header(
+        HeaderView(
+            session="room-1",
+            mode="live",
+            connection="connected",
+            connection_detail="",
+            lag_convention="positive lag = client follows therapist",
+            ignored_messages=0,
+        )
+    )
+    assert "Connected" in shown_text(header)
+    lost_header = shown_text(header, lost=True)
+    assert "No contact" in lost_header and "Connected" not in lost_header
+    assert "positive lag" in lost_header  # the convention stays legible
+    assert 'class="pill conn-lost lost-only"' in header
+    ok = BadgeView(stream="client-ecg", label="Client ECG", level="ok", kind="connected", detail="")
+    badges = render_badges((ok, ok))
+    assert shown_text(badges, lost=True) == "Client ECG: unknown Client ECG: unknown"
+    tile = render_tile(
+        TileView(signal="hr", kind="coupled", headline="Coupled", detail="x", figures="r 0.5")
+    )
+    assert shown_text(tile) == "Heart rate synchrony Coupled x r 0.5"
+    assert shown_text(tile, lost=True) == (
+        "Heart rate synchrony No estimate Lost contact with the dashboard server"
+    )
+
+
+@pytest.mark.parametrize("connection", ["connecting", "disconnected", "silent"])
+def test_pill_is_grey_whenever_not_connected(connection: str) -> None:
+    header = render_header(
+        HeaderView(
+            session="room-1",
+            mode="live",
+            connection=connection,  # type: ignore[arg-type]
+            connection_detail="",
+            lag_convention="x",
+            ignored_messages=0,
+        )
+    )
+    assert f"pill conn-{connection} live-only" in header
+    grey = next(rule for rule in CSS.split("}") if f".conn-{connection}" in rule)
+    assert "color: #666" in grey and "#009E73" not in grey
 
 
 HELLO = hello(signals=("hr",))
@@ -200,7 +246,7 @@ def test_synchrony_plot_shows_one_line_against_the_servers_threshold() -> None:
     assert isinstance(lines[0].glyph, Line) and lines[0].glyph.y == "null_z"
     threshold = doc.get_model_by_name("hr_threshold")
     assert isinstance(threshold, Span) and threshold.location == 2.5
-    labels = [a for a in fig.center if isinstance(a, Label)]
+    labels = [a for a in fig.center if isinstance(a, Label) and a.name != "hr_sync_note"]
     assert [(a.text, a.y) for a in labels] == [("coupling threshold", 2.5)]
     assert list(_source(doc, "hr_sync_z").data["ceiling"]) == [3.5]  # threshold stays in view
     legend = next(a for a in fig.above if isinstance(a, Legend))
@@ -254,3 +300,26 @@ def test_time_axis_labels_are_session_time_with_a_sign() -> None:
         "00:00",
         "00:01.5",
     ]
+
+
+def test_synchrony_plot_says_why_it_has_no_line() -> None:
+    waiting = sync(1001.0, estimate=False, reason="warming up", state=None)
+    view, doc = _view_after(HELLO, waiting)
+    note = doc.get_model_by_name("hr_sync_note")
+    assert isinstance(note, Label)
+    assert (note.visible, note.text) == (True, "Collecting the first 30 s window (about 34 s)")
+    # Placed on the frame's centre, not in data units: shown even before the axes have a range.
+    assert isinstance(note.x, Node) and note.x.target == "frame"
+    state = connected(HELLO, waiting, sync(1002.0))
+    state.take_updates(now_s=0.0)
+    view.render(state.take_updates(now_s=0.0))
+    assert (note.visible, note.text) == (False, "")
+
+
+def test_browser_greys_on_connection_lost_without_bokehs_toast() -> None:
+    _, doc = _view_after(HELLO)
+    # Bokeh's fixed toast covered the header's lag convention; the in-flow banner replaces it.
+    assert doc.config.notify_connection_status is False
+    callbacks = doc.callbacks.js_event_callbacks
+    (on_lost,) = callbacks["connection_lost"]
+    assert isinstance(on_lost, CustomJS) and "grey(true)" in on_lost.code
