@@ -170,7 +170,7 @@ person = st.dictionaries(
 def samples_of(codes: dict[int, int], offset: float) -> tuple[GridSamples, np.ndarray]:
     ks = np.array(sorted(codes), dtype=np.int64)
     status = np.array([codes[k] for k in ks.tolist()], dtype=np.int8)
-    return GridSamples(ks / GRID_HZ, ks + offset, status == OK), status
+    return GridSamples(ks / GRID_HZ, ks.astype(np.float64) + offset, status == OK), status
 
 
 @settings(max_examples=150, deadline=None)

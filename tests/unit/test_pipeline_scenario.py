@@ -8,38 +8,103 @@ strongly-coupled episode must be clearly higher than during the decoupled stretc
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
-from dsp.pipeline import Derived, DyadPipeline
+from dsp.pipeline import Derived, DyadPipeline, PipelineOutput
 from dsp.synchrony import SyncUpdate
-from dsp.types import Frame, Role, SignalKind
+from dsp.types import FloatArray, Frame, Role, SignalKind
 from streamer.scenario import Episode, Scenario, ground_truth
 from streamer.synth import DyadSignals, synthesize
 
 CHUNK_S = 0.1
+StreamKey = tuple[Role, SignalKind]
 
 
-def run_pipeline(signals: DyadSignals, scenario: Scenario) -> dict[Derived, list[SyncUpdate]]:
-    rates = {
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A continuous run of one stream's samples (one segment)."""
+
+    t_s: FloatArray
+    values: FloatArray
+    segment: int
+
+
+def stream_rates(scenario: Scenario) -> dict[StreamKey, float]:
+    return {
         **{(role, SignalKind.ECG): scenario.ecg_rate_hz for role in Role},
         **{(role, SignalKind.EDA): scenario.eda_rate_hz for role in Role},
     }
-    pipeline = DyadPipeline(stream_rates_hz=rates)
-    streams = {(role, SignalKind.ECG): (signals.ecg_t_s, signals.ecg_mv[role]) for role in Role} | {
+
+
+def dyad_streams(
+    signals: DyadSignals, *, client_away_s: tuple[float, float] | None = None
+) -> dict[StreamKey, list[Piece]]:
+    """The four raw streams; with ``client_away_s`` the client's sensors (ECG and EDA) send
+    nothing in that interval and come back as a new segment, as after a restarted source."""
+    raw = {(role, SignalKind.ECG): (signals.ecg_t_s, signals.ecg_mv[role]) for role in Role} | {
         (role, SignalKind.EDA): (signals.eda_t_s, signals.eda_us[role]) for role in Role
     }
+    streams: dict[StreamKey, list[Piece]] = {}
+    for (role, signal), (t, x) in raw.items():
+        if role is Role.CLIENT and client_away_s is not None:
+            before, after = t < client_away_s[0], t >= client_away_s[1]
+            streams[(role, signal)] = [Piece(t[before], x[before], 0), Piece(t[after], x[after], 1)]
+        else:
+            streams[(role, signal)] = [Piece(t, x, 0)]
+    return streams
+
+
+def frame_of(key: StreamKey, piece: Piece, lo: int, hi: int) -> Frame:
+    role, signal = key
+    return Frame(
+        role=role,
+        signal=signal,
+        timestamps_s=piece.t_s[lo:hi],
+        values=piece.values[lo:hi],
+        segment=piece.segment,
+    )
+
+
+def feed_in_time_order(
+    pipeline: DyadPipeline,
+    streams: dict[StreamKey, list[Piece]],
+    *,
+    duration_s: float,
+    live: bool = False,
+) -> list[PipelineOutput]:
+    """Frames of CHUNK_S, the four streams interleaved by time as a live session sees them.
+    ``live``: call ``advance`` after every step with a clock a little past the data, as the
+    service does; else (a replay) only ``flush`` at the end."""
+    outputs = []
+    edges_s = np.arange(int(duration_s / CHUNK_S) + 2) * CHUNK_S
+    for lo_s, hi_s in itertools.pairwise(edges_s.tolist()):
+        for key, pieces in streams.items():
+            for piece in pieces:
+                lo, hi = np.searchsorted(piece.t_s, [lo_s, hi_s])
+                if hi > lo:
+                    outputs.append(pipeline.push(frame_of(key, piece, int(lo), int(hi))))
+        if live:
+            outputs.append(pipeline.advance(now_s=hi_s + 0.05))
+    outputs.append(pipeline.flush())
+    return outputs
+
+
+def sync_updates(outputs: list[PipelineOutput]) -> dict[Derived, list[SyncUpdate]]:
     updates: dict[Derived, list[SyncUpdate]] = {Derived.HR: [], Derived.PHASIC: []}
-    edges_s = np.arange(int(scenario.duration_s / CHUNK_S) + 2) * CHUNK_S
-    bounds = {key: np.searchsorted(t, edges_s) for key, (t, _) in streams.items()}
-    for chunk in range(edges_s.size - 1):
-        for (role, signal), (t, x) in streams.items():
-            lo, hi = bounds[(role, signal)][chunk : chunk + 2]
-            frame = Frame(role=role, signal=signal, timestamps_s=t[lo:hi], values=x[lo:hi])
-            out = pipeline.push(frame)
-            for derived, update in out.sync:
-                updates[derived].append(update)
+    for out in outputs:
+        for derived, update in out.sync:
+            updates[derived].append(update)
     return updates
+
+
+def run_pipeline(signals: DyadSignals, scenario: Scenario) -> dict[Derived, list[SyncUpdate]]:
+    pipeline = DyadPipeline(stream_rates_hz=stream_rates(scenario))
+    outputs = feed_in_time_order(pipeline, dyad_streams(signals), duration_s=scenario.duration_s)
+    return sync_updates(outputs)
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -92,3 +157,29 @@ def test_session_start_reads_warming_up_not_bad_signal() -> None:
         first_estimate = next(i for i, u in enumerate(stream) if u.estimate_valid)
         reasons = {u.reason for u in stream[:first_estimate]}
         assert reasons == {"warming up"}, (derived, reasons)
+
+
+def test_a_restarted_sensor_reads_gap_then_reconnected_never_bad_signal() -> None:
+    """Issue 9: the client's sensor process killed at 100 s and restarted 20 s later (a new
+    segment). While away the tiles say "gap"; once back, while the window still holds the
+    gap and the restarted processors' settling, "reconnected"; then estimates again. The
+    live run (advance every step) and a replay (flush only) say exactly the same."""
+    scenario = Scenario(duration_s=240.0, seed=5)
+    signals = synthesize(scenario)
+    runs = []
+    for live in (True, False):
+        pipeline = DyadPipeline(stream_rates_hz=stream_rates(scenario))
+        streams = dyad_streams(signals, client_away_s=(100.0, 120.0))
+        outputs = feed_in_time_order(pipeline, streams, duration_s=scenario.duration_s, live=live)
+        runs.append(sync_updates(outputs))
+    live_run, replay_run = runs
+    assert {d: [u.to_dict() for u in us] for d, us in live_run.items()} == {
+        d: [u.to_dict() for u in us] for d, us in replay_run.items()
+    }
+    for derived, stream in live_run.items():
+        assert "bad signal" not in {u.reason for u in stream}, derived
+        away = {u.reason for u in stream if 101.0 <= u.t_s < 120.0}
+        back = {u.reason for u in stream if 122.0 <= u.t_s <= 150.0}
+        assert away == {"gap"} and back == {"reconnected"}, (derived, away, back)
+        # 30 s window + 5 s lag after the restarted processors settled: estimates again.
+        assert all(u.estimate_valid for u in stream if u.t_s >= 170.0), derived
