@@ -94,13 +94,16 @@ class StreamMeta:
     channel_labels: tuple[str, ...] = ()
     channel_units: tuple[str, ...] = ()
     has_desc: bool = False
+    # The stream's full header as liblsl gave it (the recorder copies it into the file).
+    header_xml: str = field(default="", repr=False, compare=False)
 
 
 def stream_meta(info: _HasXml | StreamMeta) -> StreamMeta:
     """Read a ``pylsl.StreamInfo`` (anything with ``as_xml()``) into a :class:`StreamMeta`."""
     if isinstance(info, StreamMeta):
         return info
-    root = ET.fromstring(info.as_xml())
+    header_xml = info.as_xml()
+    root = ET.fromstring(header_xml)
 
     def text(tag: str) -> str:
         return (root.findtext(tag) or "").strip()
@@ -132,6 +135,7 @@ def stream_meta(info: _HasXml | StreamMeta) -> StreamMeta:
         channel_labels=tuple(labels),
         channel_units=tuple(units),
         has_desc=desc_el is not None and len(desc_el) > 0,
+        header_xml=header_xml,
     )
 
 

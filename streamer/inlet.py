@@ -41,7 +41,7 @@ from dsp.exceptions import StreamNotFoundError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
 from dsp.validation import require_at_least, require_finite_positive
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
-from streamer.devices import DeviceConfig, StreamMeta, stream_meta
+from streamer.devices import CANONICAL_UNIT, DeviceConfig, StreamMeta, stream_meta
 from streamer.session import SensorSource, SessionConfig
 
 
@@ -154,6 +154,18 @@ def full_stream_meta(info: pylsl.StreamInfo, *, timeout_s: float) -> StreamMeta 
             probe.close_stream()
     except (TimeoutError, LostError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class RawChunk:
+    """Samples exactly as the device sent them (every channel, device units), stamped with
+    the session-clock times the pipeline used, for the recorder. ``header_xml`` is the
+    full LSL header of the outlet they came from."""
+
+    timestamps_s: FloatArray
+    data: FloatArray
+    segment: int
+    header_xml: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +481,7 @@ class SensorInlet:
         "_missing_reported",
         "_offsets",
         "_pieces",
+        "_raw",
         "_segment",
         "_stall_after_s",
         "_stalled_since_s",
@@ -515,6 +528,7 @@ class SensorInlet:
         self._bad_pending = 0
         self._bad_reported_at = -math.inf
         self._pieces: list[Frame] = []
+        self._raw: list[RawChunk] | None = None  # None: nobody records this inlet
         self._missing_reported = False
         sensor = SensorSource(
             role=role, signal=signal, device=device, source_id=source_id, name_pattern=name_pattern
@@ -536,6 +550,35 @@ class SensorInlet:
     def close(self) -> None:
         """Stop the background threads and close the LSL connection."""
         close_inlets([self])
+
+    def start_raw_capture(self) -> None:
+        """Keep every raw chunk from now on for :meth:`drain_raw` (the recorder calls this
+        before its first poll; the caller must then drain after every poll)."""
+        if self._raw is None:
+            self._raw = []
+
+    def recording_desc(self) -> dict[str, str]:
+        """The ``<dyadsync>`` fields of this sensor's raw stream in a recording
+        (docs/recording.md): role, signal, device config, which channel is the signal
+        (and the counter) and the canonical unit after conversion."""
+        fields = {
+            "kind": "raw",
+            "role": self.role.value,
+            "signal": self.signal.value,
+            "device_config": self.device.name,
+            "value_channel": str(self._channel),
+            "unit": CANONICAL_UNIT[self.signal],
+        }
+        if self._counter is not None:
+            fields["counter_channel"] = str(self._counter)
+        return fields
+
+    def drain_raw(self) -> list[RawChunk]:
+        """Raw chunks captured since the last call, in order (empty without capture)."""
+        if not self._raw:
+            return []
+        chunks, self._raw = self._raw, []
+        return chunks
 
     def poll(self) -> tuple[list[Frame], list[StatusEvent]]:
         """Frames and status events since the last call; never blocks."""
@@ -700,6 +743,8 @@ class SensorInlet:
         if bad.any():
             values[bad] = np.nan
             self._count_bad(int(bad.sum()))
+        if self._raw is not None and self._meta is not None:
+            self._raw.append(RawChunk(times_s, data, self._segment, self._meta.header_xml))
         counters: IntArray | None = None
         if self._counter is not None:
             raw_counter = data[:, self._counter]
