@@ -6,6 +6,10 @@ owns that loop, so the dyadsync service and the dashboard share one loop. Every 
 session gets its own :class:`~dashboard.state.DashboardState`, its own websocket
 connection to the server (:func:`~dashboard.feed.run_feed`) and a display tick that
 applies what arrived (``ColumnDataSource.stream`` with a rollover, so memory is bounded).
+
+With a token, a page request without it is answered ``403 Forbidden`` before Bokeh builds
+a session; sessions opened over Bokeh's own websocket (``bokeh.client``) are checked again
+when their document is built and get an "Access denied" page instead of the dashboard.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hmac
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,11 +29,18 @@ from bokeh.document import Document
 from bokeh.models.widgets.markups import Div
 from bokeh.server.callbacks import PeriodicCallback
 from bokeh.server.contexts import BokehSessionContext
-from bokeh.server.server import Server
+from bokeh.server.server import BaseServer
+from bokeh.server.tornado import BokehTornado
+from bokeh.server.util import create_hosts_allowlist
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPMessageDelegate, HTTPServerRequest
 from tornado.ioloop import IOLoop
+from tornado.routing import Router
+from tornado.web import RequestHandler
 
 from dsp.exceptions import ConfigError
 from server.exposure import is_loopback, is_unspecified
+from server.ws import listen_tcp, parse_origin, require_origins, require_token, url_host
 
 from .app import DashboardView
 from .feed import run_feed, with_token
@@ -46,6 +58,11 @@ APP_PATH = "/dashboard"
 # Display tick: 4 redraws per second feels live for signals on a 4 Hz grid without
 # making the browser redraw more often than anything changes.
 TICK_MS = 250
+
+ACCESS_DENIED = "Access denied: open the dashboard URL including its token."
+# The requests that create a Bokeh session (the page and its embeddable script); static
+# files and Bokeh's websocket are harmless without a session.
+_PAGE_PATHS = frozenset({APP_PATH, f"{APP_PATH}/", f"{APP_PATH}/autoload.js"})
 
 
 class _LiveSession:
@@ -72,15 +89,40 @@ class _LiveSession:
 
 
 class DashboardHandle:
-    """A running dashboard server; :attr:`url` opens it, :meth:`stop` shuts it down."""
+    """A running dashboard server: :attr:`url` opens it from this machine,
+    :meth:`url_for` through another name of it; :meth:`stop` shuts it down."""
 
-    __slots__ = ("_server", "_sessions", "_stopped", "url")
+    __slots__ = ("_server", "_sessions", "_stopped", "_token", "host", "port")
 
-    def __init__(self, server: Server, url: str, sessions: set[_LiveSession]) -> None:
+    def __init__(
+        self,
+        server: BaseServer,
+        *,
+        host: str,
+        port: int,
+        token: str | None,
+        sessions: set[_LiveSession],
+    ) -> None:
         self._server = server
         self._sessions = sessions
         self._stopped = False
-        self.url = url
+        self._token = token
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """The page at the bound host (loopback when bound to every interface)."""
+        if is_unspecified(self.host):
+            return self.url_for("::1" if ":" in self.host else "127.0.0.1")
+        return self.url_for(self.host)
+
+    def url_for(self, host: str, *, scheme: str = "http") -> str:
+        """The page (with its token) through ``host``."""
+        url = f"{scheme}://{url_host(host)}:{self.port}{APP_PATH}"
+        if self._token:
+            url += "?" + urlencode({"token": self._token})
+        return url
 
     def stop(self) -> None:
         """Stop every session's websocket feed and display tick, stop listening.
@@ -95,24 +137,25 @@ class DashboardHandle:
 
 
 def _bokeh_origin(origin: str) -> str:
-    """``http://host:port`` (a browser Origin) or ``host:port`` -> Bokeh's ``host:port``."""
-    if "://" not in origin:
-        return origin
-    parts = urlsplit(origin)
-    if parts.hostname is None:
-        raise ConfigError(
-            f"not an origin: {origin!r}; expected http://host:port", key="allow_websocket_origins"
-        )
+    """A browser origin (``http://host:port``, see :func:`server.ws.parse_origin`) as
+    Bokeh's allow-list wants it: ``host:port``."""
+    parts = urlsplit(parse_origin(origin))
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"
 
 
-def _free_port(host: str) -> int:
-    # Bokeh's Server binds its own sockets, so ask the OS for a free port first (the tiny
-    # window before Bokeh binds it is acceptable for tests and ad-hoc runs).
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def _own_origins(host: str, port: int) -> list[str]:
+    """Origins of the address served (which a browser opening the printed URL sends) and,
+    on loopback or every-interface binds, this machine's loopback names."""
+    own = [] if is_unspecified(host) else [f"{host}:{port}"]
+    if is_loopback(host) or is_unspecified(host):
+        own += [f"localhost:{port}", f"127.0.0.1:{port}"]
+    return own
+
+
+def _token_matches(given: Sequence[bytes] | None, token: str) -> bool:
+    offered = given[0] if given else b""
+    return hmac.compare_digest(offered, token.encode())
 
 
 def _token_ok(doc: Document, token: str | None) -> bool:
@@ -122,8 +165,35 @@ def _token_ok(doc: Document, token: str | None) -> bool:
     context = doc.session_context
     request = context.request if isinstance(context, BokehSessionContext) else None
     arguments: dict[str, Any] = request.arguments if request is not None else {}
-    given = arguments.get("token") or [b""]
-    return hmac.compare_digest(given[0], token.encode())
+    return _token_matches(arguments.get("token"), token)
+
+
+class _AccessDenied(RequestHandler):
+    """403 for a page request without the right token (any method)."""
+
+    def prepare(self) -> None:
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(ACCESS_DENIED + "\n")
+
+
+class _PageTokenGate(Router):
+    """Routes to Bokeh, except page requests without the token, which get a 403.
+
+    Bokeh itself would build a session for any request and answer 200; refusing in front
+    of it keeps a wrong URL from even creating a session.
+    """
+
+    def __init__(self, app: BokehTornado, token: str) -> None:
+        self._app = app
+        self._token = token
+
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> HTTPMessageDelegate:
+        if urlsplit(request.uri or "").path in _PAGE_PATHS and not _token_matches(
+            request.query_arguments.get("token"), self._token
+        ):
+            return self._app.get_handler_delegate(request, _AccessDenied)
+        return self._app.find_handler(request, **kwargs)
 
 
 def _session_builder(ws_url: str, token: str | None, sessions: set[_LiveSession]) -> Any:
@@ -132,7 +202,7 @@ def _session_builder(ws_url: str, token: str | None, sessions: set[_LiveSession]
     def build(doc: Document) -> None:
         doc.title = "dyadsync"
         if not _token_ok(doc, token):
-            doc.add_root(Div(text="Access denied: open the dashboard URL including its token."))
+            doc.add_root(Div(text=ACCESS_DENIED))
             return
         state = DashboardState()
         view = DashboardView()
@@ -175,7 +245,8 @@ def start_dashboard(
     host: str = "127.0.0.1",
     port: int = 5006,
     token: str | None = None,
-    allow_websocket_origins: list[str] | None = None,
+    allow_websocket_origins: Sequence[str] = (),
+    listener: socket.socket | None = None,
 ) -> DashboardHandle:
     """Start the dashboard server on the running event loop and return its handle.
 
@@ -183,51 +254,37 @@ def start_dashboard(
     session connects to it, adding ``token`` when given. Bound to anything but loopback
     the dashboard requires ``token`` (then the page URL carries ``?token=``, and
     :attr:`DashboardHandle.url` includes it). ``port=0`` picks a free port.
-    ``allow_websocket_origins`` is the exact allow-list of browser origins
-    (``http://host:port`` or ``host:port``) for the page's websocket; by default only the
-    address served (required when ``host`` is ``0.0.0.0`` or ``::``).
+    ``allow_websocket_origins`` are further exact browser origins (``http://host:port``)
+    allowed besides the address served (see :func:`dashboard_origins`); bound to every
+    interface (``0.0.0.0``, ``::``) at least one is required.
+    ``listener`` is a socket already listening (from :func:`server.ws.listen_tcp`; the
+    dashboard takes it over, and ``port`` is read from it), so a caller can bind before
+    doing anything slow and report "port in use" at once.
     Must be called from a coroutine or callback running on the event loop.
     """
-    if not is_loopback(host) and not token:
-        raise ConfigError(
-            f"the dashboard is bound to {host!r}, which is reachable from the network; "
-            "pass a token (or bind to 127.0.0.1)",
-            key="token",
-        )
+    require_token(host=host, token=token)
+    require_origins(host=host, origins=allow_websocket_origins, port_hint=port)
     ws_parts = urlsplit(ws_url)
     if ws_parts.scheme not in ("ws", "wss") or not ws_parts.hostname:
         raise ConfigError(
             f"ws_url must look like ws://HOST:PORT/ws (or wss://), got {ws_url!r}", key="ws_url"
         )
     if not 0 <= port <= 65535:
-        raise ConfigError(f"port must be in 0..65535, got {port!r}", key="port")
+        raise ConfigError(f"--dashboard-port {port!r} is not in 0..65535 (0 picks a free one)")
+    listed = [_bokeh_origin(origin) for origin in allow_websocket_origins]
     asyncio.get_running_loop()  # raises RuntimeError outside a running loop, as documented
-    if port == 0:
-        port = _free_port(host)
-    if allow_websocket_origins:
-        origins = [_bokeh_origin(origin) for origin in allow_websocket_origins]
-    elif is_unspecified(host):
-        raise ConfigError(
-            f"bound to every interface ({host!r}), the dashboard cannot guess which address "
-            "browsers will use; pass allow_websocket_origins (e.g. 'myhost:5006')",
-            key="allow_websocket_origins",
-        )
-    else:
-        # Bokeh's own default names only localhost; a browser opening the printed URL
-        # sends the host it was given.
-        origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if is_loopback(host) else [])
+    if listener is None:
+        listener = listen_tcp(host=host, port=port, what="the dashboard", flag="--dashboard-port")
+    port = int(listener.getsockname()[1])
+    origins = list(dict.fromkeys(listed + _own_origins(host, port)))
     _quiet_tab_close_warnings()
     sessions: set[_LiveSession] = set()
     app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions)))
-    server = Server(
-        {APP_PATH: app},
-        io_loop=IOLoop.current(),
-        address=host,
-        port=port,
-        allow_websocket_origin=origins,
+    tornado_app = BokehTornado(
+        {APP_PATH: app}, extra_websocket_origins=create_hosts_allowlist(origins, port)
     )
+    http_server = HTTPServer(tornado_app if token is None else _PageTokenGate(tornado_app, token))
+    http_server.add_sockets([listener])
+    server = BaseServer(IOLoop.current(), tornado_app, http_server)
     server.start()
-    url = f"http://{host}:{port}{APP_PATH}"
-    if token:
-        url += "?" + urlencode({"token": token})
-    return DashboardHandle(server, url, sessions)
+    return DashboardHandle(server, host=host, port=port, token=token, sessions=sessions)

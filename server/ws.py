@@ -1,19 +1,26 @@
 """Websocket endpoint: streams hub messages to clients (the dashboard and third parties).
 
 Security defaults for clinical data: bound to 127.0.0.1; any other bind address requires
-a token (``?token=``), compared in constant time; browsers (which send an Origin header)
-are refused unless their origin is in the exact allow-list, wherever the server is bound.
-Client messages are limited to 4 KiB (larger ones close the connection with 1009 "message
-too big"); malformed ones get an ``error`` reply.
+a token (``?token=`` or ``Authorization: Bearer``), compared in constant time; browsers
+(which send an Origin header) are refused unless their origin is in the exact allow-list,
+wherever the server is bound. Client messages are limited to 4 KiB (larger ones close the
+connection with 1009 "message too big"); malformed ones get an ``error`` reply.
+
+This module also holds the rules both servers (websocket and dashboard) share: what an
+origin looks like (:func:`parse_origin`) and how a listening socket is bound
+(:func:`listen_tcp`), so ``dyadsync run`` can bind both ports before stream discovery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hmac
 import itertools
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from dsp.exceptions import ConfigError, ProtocolError, ServeError
-from server.exposure import is_loopback
+from server.exposure import is_loopback, is_unspecified
 from server.hub import ConsumerQueue, Hub
 from server.protocol import (
     MAX_CLIENT_MESSAGE_BYTES,
@@ -37,14 +44,155 @@ log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
 
+ORIGIN_FORMAT = (
+    "an exact browser origin: scheme://host:port with no path, "
+    "e.g. --allow-origin http://192.168.1.20:5006"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Room for a burst of browsers connecting while the session is still being set up (the
+# kernel completes their handshakes and holds them until the server accepts).
+_LISTEN_BACKLOG = 128
+
+
+def parse_origin(text: str) -> str:
+    """``text`` as browsers send it in ``Origin``: ``http(s)://host[:port]``, lower case,
+    without the scheme's default port, so an exact string comparison is right.
+
+    Raises :class:`ConfigError` naming ``--allow-origin`` and the expected format when
+    ``text`` has another scheme, no host, a path, a query, credentials, a bad port or an
+    IPv6 literal host.
+    """
+    parts = urlsplit(text.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    problem = None
+    if parts.scheme not in _DEFAULT_PORTS:
+        problem = "the scheme must be http or https"
+    elif port == -1:
+        problem = "the port must be a number in 0..65535"
+    elif not parts.hostname or parts.username or parts.password:
+        problem = "it needs a host and optionally a port, nothing else"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "an origin has no path, query or fragment"
+    elif ":" in (parts.hostname or ""):
+        # The dashboard's allow-list (Bokeh's) splits on ':' and cannot hold one.
+        problem = "IPv6 literals are not supported; use this machine's name or IPv4 address"
+    if problem is not None:
+        raise ConfigError(
+            f"--allow-origin {text!r} is not an origin ({problem}); expected {ORIGIN_FORMAT}"
+        )
+    host = (parts.hostname or "").lower()
+    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def url_host(host: str) -> str:
+    """``host`` as written in a URL: IPv6 literals in brackets, names lower case."""
+    return f"[{host}]" if ":" in host else host.lower()
+
+
+def require_token(*, host: str, token: str | None) -> None:
+    """Refuse to expose clinical data beyond this machine without a token."""
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"--host {host!r} makes the websocket and dashboard reachable from the network; "
+            "set a token (--token or DYADSYNC_TOKEN), or bind to 127.0.0.1"
+        )
+
+
+def require_origins(*, host: str, origins: Sequence[str], port_hint: int) -> None:
+    """A dashboard bound to every interface (``0.0.0.0``, ``::``) must be told which
+    origins browsers will use: it cannot know every name this machine is reached by.
+    ``port_hint`` is the dashboard port, for the suggestion in the message."""
+    if not is_unspecified(host) or origins:
+        return
+    port = port_hint or 5006
+    examples = " ".join(f"--allow-origin http://{name}:{port}" for name in machine_names()[:3])
+    raise ConfigError(
+        f"--host {host!r} listens on every interface, so the dashboard cannot tell which "
+        "address browsers will open; name each with --allow-origin (repeatable; "
+        f"scheme://host:port, no path), e.g. {examples or f'--allow-origin http://HOST:{port}'}"
+    )
+
+
+def machine_names() -> list[str]:
+    """This machine's host name and non-loopback IPv4 addresses: what other machines may
+    reach it by. Best effort (for messages and printed URLs); never raises."""
+    names = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        infos = socket.getaddrinfo(names[0], None, family=socket.AF_INET)
+        names += [str(info[4][0]) for info in infos]
+    # The source address of the default route: connecting a UDP socket sends nothing, and
+    # 192.0.2.1 (TEST-NET-1, RFC 5737) is never a real peer.
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        names.append(str(probe.getsockname()[0]))
+    return [n for n in dict.fromkeys(names) if n and not is_loopback(n) and not is_unspecified(n)]
+
+
+def listen_tcp(*, host: str, port: int, what: str, flag: str) -> socket.socket:
+    """A non-blocking TCP socket listening on ``host``:``port`` (0 = a free port).
+
+    Binding is how "port in use" is found out, so callers bind before anything slow
+    starts. A host name binds its first address. Raises :class:`ServeError` saying what
+    to change (``flag``, ``--host``); ``what`` names the server in the message.
+    """
+    where = f"{url_host(host)}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ServeError(
+            f"cannot listen for {what} on {where}: --host {host!r} is not a known address "
+            f"({exc.strerror}); use 127.0.0.1, 0.0.0.0 or an address of this machine"
+        ) from None
+    listener = socket.socket(family, kind, proto)
+    try:
+        # Lets a restarted session reuse its port at once (connections of the previous run
+        # in TIME_WAIT); on Linux it does not let two servers listen on one port.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind(address)
+        listener.listen(_LISTEN_BACKLOG)
+        listener.setblocking(False)
+    except OSError as exc:
+        listener.close()
+        raise ServeError(
+            f"cannot listen for {what} on {where}: {_bind_advice(exc, flag)}"
+        ) from None
+    return listener
+
+
+def _bind_advice(exc: OSError, flag: str) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"the port is in use; choose another {flag} (0 picks a free one)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "--host is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its addresses"
+    if exc.errno == errno.EACCES:
+        return f"ports below 1024 need privileges; choose another {flag} (0 picks a free one)"
+    return f"{exc.strerror}; choose another {flag} (0 picks a free one) or --host"
+
+
+def _token_offered(request: Request, query: str, token: str) -> bool:
+    """Did the client send ``token`` (as ``?token=`` or ``Authorization: Bearer``)?"""
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    offered = bearer if scheme.lower() == "bearer" else parse_qs(query).get("token", [""])[0]
+    return hmac.compare_digest(offered.encode(), token.encode())
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebsocketConfig:
     """Where and how the websocket endpoint listens.
 
     ``token`` is required whenever ``host`` is not a loopback address; ``allowed_origins``
-    is the exact list of browser origins accepted (non-browser clients send no Origin).
-    ``port=0`` picks a free port (see :attr:`WebsocketEndpoint.port`).
+    is the exact list of browser origins accepted (non-browser clients send no Origin),
+    each validated and normalised by :func:`parse_origin`. ``port=0`` picks a free port
+    (see :attr:`WebsocketEndpoint.port`). Errors name the ``dyadsync`` options.
     """
 
     host: str = "127.0.0.1"
@@ -53,14 +201,13 @@ class WebsocketConfig:
     allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not is_loopback(self.host) and not self.token:
-            raise ConfigError(
-                f"binding the websocket to {self.host!r} exposes clinical data to the network; "
-                "set a token (--token or DYADSYNC_TOKEN) or bind to 127.0.0.1",
-                key="websocket.host",
-            )
+        require_token(host=self.host, token=self.token)
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} not in 0..65535", key="websocket.port")
+            raise ConfigError(f"--ws-port {self.port} is not in 0..65535 (0 picks a free one)")
+        # Frozen: normalise through object.__setattr__ so comparisons with the browser's
+        # Origin header are exact.
+        origins = tuple(parse_origin(origin) for origin in self.allowed_origins)
+        object.__setattr__(self, "allowed_origins", origins)
 
 
 class WebsocketEndpoint:
@@ -89,28 +236,44 @@ class WebsocketEndpoint:
 
     @property
     def url(self) -> str:
-        return f"ws://{self._config.host}:{self.port}{WS_PATH}"
+        """The endpoint at the configured host (``ws://0.0.0.0:...`` when bound to every
+        interface; see :meth:`url_for`)."""
+        return self.url_for(self._config.host)
 
-    async def start(self) -> None:
+    @property
+    def local_url(self) -> str:
+        """The endpoint as reached from this machine (loopback for every-interface binds),
+        for clients in this process such as the dashboard's feeds."""
+        host = self._config.host
+        if is_unspecified(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        return self.url_for(host)
+
+    def url_for(self, host: str) -> str:
+        """The endpoint's URL through ``host`` (a name or address of this machine)."""
+        return f"ws://{url_host(host)}:{self.port}{WS_PATH}"
+
+    async def start(self, *, listener: socket.socket | None = None) -> None:
+        """Start serving, on ``listener`` if given (a socket from :func:`listen_tcp`, whose
+        ownership passes to the endpoint), else on a socket bound now."""
+        if listener is None:
+            listener = listen_tcp(
+                host=self._config.host,
+                port=self._config.port,
+                what="websocket clients",
+                flag="--ws-port",
+            )
         # Browsers always send Origin; a web page the clinician happens to have open must
         # not read clinical data from a local port (cross-site websocket hijacking). Our own
         # dashboard connects server-side (no Origin); browser clients need --allow-origin.
         origins = [*self._config.allowed_origins, None]
-        try:
-            self._server = await serve(
-                self._handle,
-                self._config.host,
-                self._config.port,
-                process_request=self._check_request,
-                origins=origins,  # type: ignore[arg-type]
-                max_size=MAX_CLIENT_MESSAGE_BYTES,
-            )
-        except OSError as exc:
-            where = f"{self._config.host}:{self._config.port}"
-            raise ServeError(
-                f"cannot listen for websocket clients on {where}: {exc.strerror}; "
-                "choose another --ws-port (0 picks a free one) or --host"
-            ) from None
+        self._server = await serve(
+            self._handle,
+            sock=listener,
+            process_request=self._check_request,
+            origins=origins,  # type: ignore[arg-type]
+            max_size=MAX_CLIENT_MESSAGE_BYTES,
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -121,11 +284,17 @@ class WebsocketEndpoint:
         parts = urlsplit(request.path)
         if parts.path != WS_PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, f"unknown path; connect to {WS_PATH}\n")
-        if self._config.token:
-            offered = parse_qs(parts.query).get("token", [""])[0]
-            if not hmac.compare_digest(offered.encode(), self._config.token.encode()):
-                log.warning("websocket client rejected: missing or wrong token")
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        token = self._config.token
+        if token and not _token_offered(request, parts.query, token):
+            log.warning("websocket client rejected: missing or wrong token")
+            response = connection.respond(
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong token: add ?token=... to the URL "
+                "or send 'Authorization: Bearer ...'\n",
+            )
+            # A 401 must say how to authenticate (RFC 9110 15.5.2).
+            response.headers["WWW-Authenticate"] = 'Bearer realm="dyadsync"'
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:

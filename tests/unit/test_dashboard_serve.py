@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from urllib.parse import parse_qsl
 
 import pytest
@@ -14,7 +15,8 @@ from tornado.httpclient import AsyncHTTPClient
 from websockets.asyncio.server import ServerConnection, serve
 
 from dashboard.serve import _bokeh_origin, start_dashboard
-from dsp.exceptions import ConfigError
+from dsp.exceptions import ConfigError, ServeError
+from server.ws import listen_tcp
 from tests.unit.dashboard_helpers import hello
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,11 +84,19 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
         handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0, token="s3 cret&")
         try:
             assert handle.url.endswith("/dashboard?token=s3+cret%26")
+            # A browser with a wrong or no token: refused over HTTP, before any session.
+            client = AsyncHTTPClient()
+            for url in (handle.url.replace("s3+cret", "nope"), handle.url.partition("?")[0]):
+                refused = await client.fetch(url, raise_error=False)
+                assert refused.code == 403, url
+                assert b"Access denied" in refused.body
+            # A Bokeh client session with the wrong token gets the denial as its document.
             denied = await pull_document(handle.url.replace("s3+cret", "nope"))
             assert denied.get_model_by_name("state_hr") is None
             assert "Access denied" in str(denied.roots[0].text)  # type: ignore[attr-defined]
-            allowed = await pull_document(handle.url)
-            assert allowed.get_model_by_name("state_hr") is not None
+            assert not paths  # no refused page opened a feed
+            page = await client.fetch(handle.url)
+            assert page.code == 200 and b"Access denied" not in page.body
             async with asyncio.timeout(10):
                 while not paths:
                     await asyncio.sleep(0.02)
@@ -95,23 +105,46 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
             handle.stop()
 
 
-async def test_bad_options_are_refused() -> None:
-    with pytest.raises(ConfigError, match="token"):
+async def test_bad_options_are_refused_naming_the_command_line_option() -> None:
+    with pytest.raises(ConfigError, match="--token"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0")
-    with pytest.raises(ConfigError, match="allow_websocket_origins"):
+    with pytest.raises(ConfigError, match=r"--allow-origin .*scheme://host:port"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0", token="t")
-    with pytest.raises(ConfigError, match="allow_websocket_origins"):
+    with pytest.raises(ConfigError, match=r"--allow-origin 'http://' is not an origin"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0, allow_websocket_origins=["http://"])
-    with pytest.raises(ConfigError, match="port"):
+    with pytest.raises(ConfigError, match="--dashboard-port"):
         start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=70000)
     with pytest.raises(ConfigError, match="ws_url"):
         start_dashboard(ws_url="http://127.0.0.1:1/ws")
 
 
+async def test_port_in_use_names_the_option() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServeError, match=f"127.0.0.1:{port}.*another --dashboard-port"):
+            start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=port)
+
+
+async def test_serves_on_a_socket_the_caller_bound() -> None:
+    listener = listen_tcp(host="127.0.0.1", port=0, what="the dashboard", flag="--dashboard-port")
+    port = listener.getsockname()[1]
+    handle = start_dashboard(ws_url="ws://127.0.0.1:9/ws", listener=listener)
+    try:
+        assert handle.port == port and handle.url == f"http://127.0.0.1:{port}/dashboard"
+        assert (await AsyncHTTPClient().fetch(handle.url)).code == 200
+    finally:
+        handle.stop()
+
+
 def test_origins_are_normalised_for_bokeh() -> None:
-    assert _bokeh_origin("http://clinic.local:5006") == "clinic.local:5006"
+    assert _bokeh_origin("http://Clinic.local:5006") == "clinic.local:5006"
     assert _bokeh_origin("https://clinic.local") == "clinic.local:443"
-    assert _bokeh_origin("clinic.local:5006") == "clinic.local:5006"
+    assert _bokeh_origin("http://clinic.local:80/") == "clinic.local:80"
+    for bad in ("clinic.local:5006", "http://clinic.local:5006/dashboard", "http://[::1]:5006"):
+        with pytest.raises(ConfigError, match="--allow-origin"):
+            _bokeh_origin(bad)
 
 
 def test_needs_a_running_loop() -> None:
