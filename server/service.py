@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from dsp.counters import SampleCounterCheck
-from dsp.pipeline import Derived, DyadPipeline
+from dsp.pipeline import Derived, DyadPipeline, PipelineOutput
 from dsp.synchrony import LAG_CONVENTION
 from dsp.types import Frame, GridSamples, Role, SignalKind, StatusEvent, StatusKind
 from server.hub import Hub
@@ -175,6 +175,9 @@ class SessionService:
                 self._on_status(event)
             for frame in frames:
                 self._on_frame(frame)
+        # Liveness: a silent sensor must not stall the other person's synchrony. The only
+        # clock read of the pipeline, on the LSL clock the frames are stamped with.
+        self._publish(self._pipeline.advance(now_s=self._messages.now()))
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -191,8 +194,11 @@ class SessionService:
             stats = self._stats[key] = StreamStats()
         stats.samples += int(frame.timestamps_s.size)
         if frame.counters is not None:
-            stats.counter.push(frame.counters)
-        out = self._pipeline.push(frame)
+            # Segment-aware: a restarted source's counter starting again is no duplicate.
+            stats.counter.push(frame.counters, segment=frame.segment)
+        self._publish(self._pipeline.push(frame))
+
+    def _publish(self, out: PipelineOutput) -> None:
         for role, derived, samples in out.physio:
             self._pending[(role, derived)].append(samples)
         for derived, update in out.sync:
