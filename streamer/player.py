@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import threading
 import time
@@ -71,6 +72,18 @@ _SESSION_STREAM = "dyadsync-session"
 
 # ---------------------------------------------------------------------------------------
 # reading
+
+
+class _DropPlaceholderSegmentWarning(logging.Filter):
+    """pyxdf warns "Segments and clock-segments differ" for every stream when dejittering
+    is off (its segment list is then only a placeholder); the warning says nothing about
+    the file, and would greet every replay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Segments and clock-segments differ" not in record.getMessage()
+
+
+logging.getLogger("pyxdf.pyxdf").addFilter(_DropPlaceholderSegmentWarning())
 
 
 def _load_xdf(path: Path) -> list[dict[str, Any]]:
