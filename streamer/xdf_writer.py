@@ -70,6 +70,7 @@ class _Stream:
         "pending_stamps",
         "pending_values",
         "sample_count",
+        "staged",
         "stream_id",
     )
 
@@ -93,6 +94,7 @@ class _Stream:
         self.first_timestamp = 0.0
         self.last_timestamp = 0.0
         self.clock_offsets: list[tuple[float, float]] = []
+        self.staged: tuple[float, float, int] | None = None  # (first, last, count) of a chunk
         self.clock_offset = _Cadence(clock_offset_interval_s)  # the first tick writes one
 
     def take_chunk(self) -> bytes:
@@ -108,14 +110,24 @@ class _Stream:
             chunk = fmt.numeric_samples_chunk(
                 stream_id=self.stream_id, timestamps=stamps, values=values
             )
-        if self.sample_count == 0:
-            self.first_timestamp = float(stamps[0])
-        self.last_timestamp = float(stamps[-1])
-        self.sample_count += len(stamps)
+        # Counted only once the chunk is in the file (see commit): after a failed write the
+        # writer's counts must still describe the file.
+        self.staged = (float(stamps[0]), float(stamps[-1]), len(stamps))
         self.pending_stamps.clear()
         self.pending_values.clear()
         self.pending_count = 0
         return chunk
+
+    def commit(self) -> None:
+        """The staged chunk reached the file: count it."""
+        if self.staged is None:
+            return
+        first, last, count = self.staged
+        if self.sample_count == 0:
+            self.first_timestamp = first
+        self.last_timestamp = last
+        self.sample_count += count
+        self.staged = None
 
     def footer_chunk(self) -> bytes:
         xml = fmt.footer_xml(
@@ -468,6 +480,8 @@ class XdfWriter:
         except OSError as error:
             self._fail("write", error)
         self._size += len(blob)
+        for stream in self._streams.values():
+            stream.commit()
 
     def _fsync(self) -> None:
         try:
