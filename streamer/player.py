@@ -56,7 +56,9 @@ __all__ = [
     "ReplayPublisher",
     "ReplaySource",
     "Span",
+    "StreamHeader",
     "open_replay",
+    "outlet_info",
     "publish_replay",
 ]
 
