@@ -433,10 +433,9 @@ class XdfWriter:
         self._closed = True
         try:
             if self._failure is None:
-                tail = self._take_samples() + b"".join(
-                    stream.footer_chunk() for stream in self._streams.values()
-                )
-                self._write(tail)
+                self._write(self._take_samples())
+                # footers after the last chunk is counted (commit happens on write)
+                self._write(b"".join(stream.footer_chunk() for stream in self._streams.values()))
                 self._fsync()
         finally:
             os.close(self._fd)
