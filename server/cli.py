@@ -1,30 +1,105 @@
 """The ``dyadsync`` command line.
 
-Every subcommand turns a :class:`DyadsyncError` into one clear line on stderr and a
-non-zero exit status (2 for configuration errors, 1 otherwise), never a traceback.
+Every subcommand turns a :class:`DyadsyncError` into one clear line on stderr, never a
+traceback, and ends with one of the exit statuses in :data:`EXIT_STATUSES` (also printed
+by ``dyadsync --help``). ``run`` and ``demo`` check everything that was asked (files,
+options, token and origin rules, both ports, which they bind) before they wait for LSL
+streams, so a mistake is reported at once. SIGINT, SIGTERM and SIGHUP are a requested
+stop: the command finishes in order, prints its summary and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
+import importlib.resources
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from dsp.exceptions import ConfigError, DyadsyncError
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from server.app import ServeOptions
+    from server.app import BoundPorts, ServeOptions
+    from server.service import RunSummary
     from streamer.scenario import Scenario
+    from streamer.session import SessionConfig
 
 log = logging.getLogger("dyadsync")
+
+# Same as server.app.STOP_SIGNALS (not imported from there: server.app loads pylsl, and
+# `dyadsync --help` should not).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+EXIT_STATUSES = """\
+exit status:
+  0  finished: --duration elapsed, or stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP
+     after printing its summary (`streams`: every stream of --session is there; a
+     signal lets it finish its listing first)
+  1  failed while running: a session's stream not found within --wait, a device or
+     simulator error (`streams`: the --session is incomplete)
+  2  what was asked cannot work: a bad option or file, a token or origin rule, a port
+     in use (--ws-port, --dashboard-port; 0 picks a free one); reported before any
+     stream discovery, nothing was started
+"""
+
+
+class StopRequested(BaseException):
+    """A stop signal arrived outside a served session (which stops itself in order).
+
+    A ``BaseException``, like :class:`KeyboardInterrupt`, so that no ``except
+    Exception`` on the way swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    raise StopRequested(signum)
+
+
+@contextlib.contextmanager
+def _on_stop_signals(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """``handler`` for every stop signal while the block runs; the previous ones after."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+def example_session_path() -> Path:
+    """The session file matching `dyadsync simulate`'s streams (default source prefix)."""
+    return Path(str(importlib.resources.files("streamer") / "sessions" / "simulator.toml"))
+
+
+class _PrintExampleSession(argparse.Action):
+    """``--example-session``: print the shipped simulator session's path and exit
+    (like ``--version``, so the SESSION argument is not needed)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(example_session_path())
+        parser.exit(0)
 
 
 def _seconds(text: str) -> float:
@@ -66,7 +141,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="browser origin allowed to open the dashboard when exposed (repeatable)",
+        help="exact origin a browser on another machine opens the dashboard with: "
+        "scheme://host:port, no path, e.g. http://192.168.1.20:5006 (repeatable; required "
+        "with --host 0.0.0.0 or ::; browsers may then also use the websocket)",
     )
     parser.add_argument(
         "--duration", type=_seconds, default=None, help="stop after this many seconds"
@@ -80,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dyadsync",
         description="Live interpersonal physiological synchrony (ECG/EDA) over LSL.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"dyadsync {importlib.metadata.version('dyadsync')}"
@@ -127,9 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = commands.add_parser(
-        "run", parents=[verbosity], help="run a live session from a session TOML"
+        "run",
+        parents=[verbosity],
+        help="run a live session from a session TOML",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("session", type=Path, help="session TOML (see docs/configuration.md)")
+    run.add_argument(
+        "session", type=Path, nargs="?", help="session TOML (see docs/configuration.md)"
+    )
+    run.add_argument(
+        "--example-session",
+        action=_PrintExampleSession,
+        help="print the path of the session file for `dyadsync simulate` and exit",
+    )
     run.add_argument(
         "--wait",
         type=_seconds,
@@ -141,30 +231,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # First of all: a signal during the imports (seconds on a busy machine) is a
+    # requested stop too, not a traceback.
+    with _on_stop_signals(_raise_stop):
+        try:
+            return _main(argv)
+        except StopRequested as stop:
+            print(
+                f"dyadsync: {stop.signal.name} received before it started; stopped", file=sys.stderr
+            )
+            return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    # Imported here, not at the top, so that main() has its signal handlers first (the
+    # dsp package loads numpy and scipy).
+    from dsp.exceptions import ConfigError, DyadsyncError, ServeError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and args.session is None:
+        parser.error("run: the SESSION argument is required (--example-session prints one)")
     # Must happen before pylsl loads liblsl (the subcommands import it lazily).
     os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "streamer" / "lsl_api.cfg"))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": _demo,
+        "simulate": _simulate,
+        "streams": _streams,
+        "run": _run,
+    }
     try:
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "simulate":
-            return _simulate(args)
-        if args.command == "streams":
-            return _streams(args)
-        return _run(args)
+        return commands[args.command](args)
     except ConfigError as exc:
         print(f"dyadsync: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ServeError as exc:
+        # Only raised while binding, before anything started: a wrong option, like above.
+        print(f"dyadsync: error: {exc}", file=sys.stderr)
         return 2
     except DyadsyncError as exc:
         print(f"dyadsync: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("dyadsync: interrupted", file=sys.stderr)
-        return 130
 
 
 def _scenario(path: Path | None) -> Scenario:
@@ -189,11 +300,15 @@ def _simulate(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
                 if simulator.error is not None:
                     raise simulator.error
-        except KeyboardInterrupt:
-            pass
+        except (KeyboardInterrupt, StopRequested) as stop:
+            print(f"dyadsync: {_signal_name(stop)} received, stopping", file=sys.stderr)
         sent = ", ".join(f"{name} {count}" for name, count in simulator.samples_sent.items())
-        print(f"Samples sent: {sent}")
+        print(f"Samples sent: {sent}", flush=True)
     return 0
+
+
+def _signal_name(stop: BaseException) -> str:
+    return stop.signal.name if isinstance(stop, StopRequested) else "SIGINT"
 
 
 def _streams(args: argparse.Namespace) -> int:
@@ -201,27 +316,33 @@ def _streams(args: argparse.Namespace) -> int:
     from streamer.session import load_session
 
     session = load_session(args.session) if args.session is not None else None
-    report = describe_streams(session, timeout_s=args.timeout)
-    print(report.text)
+    received: list[int] = []
+    # The listing takes at most --timeout (plus metadata); a signal lets it finish, so
+    # the user gets what was asked for rather than nothing.
+    with _on_stop_signals(lambda signum, _frame: received.append(signum)):
+        print(f"Looking for LSL streams ({args.timeout:g} s) ...", file=sys.stderr, flush=True)
+        report = describe_streams(session, timeout_s=args.timeout)
+    print(report.text, flush=True)
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"dyadsync: {name} received, stopped after listing", file=sys.stderr)
     return 0 if report.session_ready else 1
 
 
 def _run(args: argparse.Namespace) -> int:
-    from server.app import serve_session
-    from streamer.inlet import open_session_inlets
+    from server.app import bind_ports
     from streamer.session import load_session
 
     session = load_session(args.session)
     options = _serve_options(args)
-    inlets = open_session_inlets(session, timeout_s=args.wait)
-    summary = asyncio.run(serve_session(session, sources=inlets, options=options))
-    print(summary.format())
+    with bind_ports(options) as ports:
+        summary = _discover_and_serve(session, options=options, ports=ports, wait_s=args.wait)
+    print(summary.format(), flush=True)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from server.app import serve_session
-    from streamer.inlet import open_session_inlets
+    from server.app import bind_ports
     from streamer.session import simulator_session
     from streamer.simulate import DyadSimulator
 
@@ -229,13 +350,38 @@ def _demo(args: argparse.Namespace) -> int:
     options = _serve_options(args)
     prefix = args.source_prefix or f"dyadsync-demo-{os.getpid()}"
     session = simulator_session(prefix)
-    with DyadSimulator(scenario, source_prefix=prefix) as simulator:
-        inlets = open_session_inlets(session, timeout_s=10.0)
-        summary = asyncio.run(serve_session(session, sources=inlets, options=options))
+    with bind_ports(options) as ports, DyadSimulator(scenario, source_prefix=prefix) as simulator:
+        summary = _discover_and_serve(session, options=options, ports=ports, wait_s=10.0)
         if simulator.error is not None:
             raise simulator.error
-    print(summary.format())
+    print(summary.format(), flush=True)
     return 0
+
+
+def _discover_and_serve(
+    session: SessionConfig, *, options: ServeOptions, ports: BoundPorts, wait_s: float
+) -> RunSummary:
+    """Wait for the session's streams, then serve them on the ports already bound."""
+    from server.app import serve_session
+    from streamer.inlet import open_session_inlets
+
+    # Bokeh takes seconds to import on a busy machine; doing it while discovery waits for
+    # the streams brings the dashboard up that much sooner.
+    threading.Thread(target=_import_dashboard, name="import-dashboard", daemon=True).start()
+    count = len(session.sensors)
+    print(
+        f"Waiting up to {wait_s:g} s for the LSL streams of {count} sensors ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    inlets = open_session_inlets(session, timeout_s=wait_s)
+    return asyncio.run(serve_session(session, sources=inlets, options=options, ports=ports))
+
+
+def _import_dashboard() -> None:
+    # A failure here is reported where the dashboard is started (the import is repeated).
+    with contextlib.suppress(Exception):
+        importlib.import_module("dashboard.serve")
 
 
 def _serve_options(args: argparse.Namespace) -> ServeOptions:

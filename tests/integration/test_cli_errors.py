@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,12 +98,82 @@ def test_nonsense_options_are_refused_by_the_parser(args: tuple[str, ...], fragm
     assert result.returncode == 2 and fragment in result.stderr
 
 
-def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+@pytest.fixture
+def taken_port() -> Iterator[str]:
+    """A port another program listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = str(taken.getsockname()[1])
-        result = run_cli("demo", "--no-browser", "--duration", "5", "--ws-port", port)
-    assert result.returncode == 1
-    assert f"cannot listen for websocket clients on 127.0.0.1:{port}" in result.stderr
+        yield str(taken.getsockname()[1])
+
+
+def test_port_in_use_is_one_clear_line(taken_port: str) -> None:
+    result = run_cli("demo", "--no-browser", "--duration", "5", "--ws-port", taken_port)
+    assert result.returncode == 2
+    assert f"cannot listen for websocket clients on 127.0.0.1:{taken_port}" in result.stderr
+    assert "choose another --ws-port (0 picks a free one)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# (extra arguments, what the one line must say); {port} is a port in use.
+EARLY_ERRORS = [
+    (
+        ("--ws-port", "{port}"),
+        "error: cannot listen for websocket clients on 127.0.0.1:{port}: the port is in use; "
+        "choose another --ws-port (0 picks a free one)",
+    ),
+    (
+        ("--dashboard-port", "{port}"),
+        "error: cannot listen for the dashboard on 127.0.0.1:{port}: the port is in use; "
+        "choose another --dashboard-port (0 picks a free one)",
+    ),
+    (("--host", "0.0.0.0"), "set a token (--token or DYADSYNC_TOKEN)"),
+    (
+        ("--host", "0.0.0.0", "--token", "t0k"),
+        "name each with --allow-origin (repeatable; scheme://host:port, no path)",
+    ),
+    (
+        ("--host", "0.0.0.0", "--token", "t0k", "--allow-origin", "http://clinic:5006/dashboard"),
+        "--allow-origin 'http://clinic:5006/dashboard' is not an origin (an origin has no "
+        "path, query or fragment); expected an exact browser origin: scheme://host:port",
+    ),
+    (("--allow-origin", "clinic:5006"), "the scheme must be http or https"),
+    # TEST-NET-3 (RFC 5737): never an address of this machine.
+    (("--host", "203.0.113.7", "--token", "t0k"), "--host is not an address of this machine"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), EARLY_ERRORS, ids=lambda v: str(v)[:40])
+def test_option_errors_come_before_stream_discovery_with_status_2(
+    extra: tuple[str, ...], message: str, taken_port: str, tmp_path: Path
+) -> None:
+    # The session's streams do not exist and discovery would wait 60 s for them: an error
+    # within seconds, and not the missing streams, shows the check came first.
+    prefix = f"absent-{uuid.uuid4().hex[:8]}"
+    session = tmp_path / "session.toml"
+    session.write_text(
+        f'[session]\nsignals = ["eda"]\n\n'
+        f'[therapist.eda]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-t"\n\n'
+        f'[client.eda]\ndevice = "dyadsync_simulator"\nsource_id = "{prefix}-c"\n'
+    )
+    args = [arg.format(port=taken_port) for arg in extra]
+    started = time.monotonic()
+    result = run_cli("run", str(session), "--wait", "60", "--no-browser", *args)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr
+    assert message.format(port=taken_port) in result.stderr
+    assert "Waiting up to" not in result.stderr and "not found" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_session_file_comes_before_stream_discovery(tmp_path: Path) -> None:
+    session = tmp_path / "session.toml"
+    session.write_text('[session]\nsignals = ["eda", "emg"]\n')
+    result = run_cli("run", str(session), "--wait", "60")
+    assert result.returncode == 2
+    assert f"{session}: [session.signals] value ['eda', 'emg'] is not allowed" in result.stderr
+
+
+def test_run_without_a_session_says_how_to_get_one() -> None:
+    result = run_cli("run")
+    assert result.returncode == 2 and "--example-session" in result.stderr
