@@ -68,7 +68,7 @@ class ConsumerQueue:
 
 # What a client joining late (or reloading the page) is sent after ``hello`` so its plots
 # show the recent past; health messages are superseded by the next one within seconds.
-BACKLOG_TYPES = frozenset({"physio", "sync", "episode", "status"})
+BACKLOG_TYPES = frozenset({"physio", "sync", "episode", "status", "recording"})
 
 
 class Hub:

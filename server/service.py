@@ -15,9 +15,9 @@ import importlib.metadata
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,10 @@ from dsp.synchrony import LAG_CONVENTION
 from dsp.types import Frame, GridSamples, Role, SignalKind, StatusEvent, StatusKind
 from server.hub import Hub
 from server.protocol import Message, MessageFactory, episode_fields, sync_fields
+
+if TYPE_CHECKING:
+    from server.recorder import RecordingSummary, SessionRecorder
+    from streamer.inlet import RawChunk
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,17 @@ class FrameSource(Protocol):
     def poll(self) -> tuple[list[Frame], list[StatusEvent]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawCapture(Protocol):
+    """A source whose raw samples can be recorded (``streamer.inlet.SensorInlet``)."""
+
+    def start_raw_capture(self) -> None: ...
+
+    def drain_raw(self) -> list[RawChunk]: ...
+
+    def recording_desc(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +89,7 @@ class RunSummary:
     messages_published: int
     dropped_messages: int
     streams: dict[str, dict[str, int | str]]
+    recording: RecordingSummary | None = None
 
     def format(self) -> str:
         """Human summary: updates sent, samples received / lost / duplicated per stream."""
@@ -88,6 +104,8 @@ class RunSummary:
                 f"{key:<16} {stats['received']:>9} {stats['lost']:>6} "
                 f"{stats['duplicated']:>10}  {stats['status']}"
             )
+        if self.recording is not None:
+            lines.append(self.recording.format())
         return "\n".join(lines)
 
 
@@ -107,7 +125,12 @@ class SessionService:
         messages: MessageFactory,
         mode: str = "live",
         config: ServiceConfig | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
+        """``mode`` "live": the pipeline's liveness clock is the LSL clock (a silent sensor
+        is given up on after ``max_wait_s``). "replay": sources hold recorded data whose
+        holes are already in the data, so the pipeline is only flushed at the end and
+        the result does not depend on playback speed."""
         self._sources = list(sources)
         self._pipeline = pipeline
         self._hub = hub
@@ -120,6 +143,8 @@ class SessionService:
         }
         self._pending: dict[tuple[Role, Derived], list[GridSamples]] = defaultdict(list)
         self._started_t = messages.now()
+        self._recorder = recorder
+        self._raw_sources: list[tuple[str, RawCapture]] = []
         self.updates_sent = 0
 
     def hello(self) -> Message:
@@ -140,8 +165,12 @@ class SessionService:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run(self, *, duration_s: float | None = None) -> RunSummary:
-        """Process until ``duration_s`` elapses or :meth:`request_stop` is called."""
+    async def run(
+        self, *, duration_s: float | None = None, until: Callable[[], bool] | None = None
+    ) -> RunSummary:
+        """Process until ``duration_s`` elapses, ``until()`` is true (a replay that has
+        played everything) or :meth:`request_stop` is called."""
+        self._start_recording()
         start = time.monotonic()
         last_flush = last_health = start
         try:
@@ -149,23 +178,43 @@ class SessionService:
                 now = time.monotonic()
                 if duration_s is not None and now - start >= duration_s:
                     break
+                if until is not None and until():
+                    break
                 self.step()
                 if now - last_flush >= self._config.physio_batch_s:
                     self._flush_physio()
                     last_flush = now
                 if now - last_health >= self._config.health_interval_s:
-                    self._hub.publish(self._health())
+                    self._send(self._health())
                     last_health = now
                 # Timing out is the normal case: the poll interval elapsed.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self._config.poll_interval_s)
         finally:
             self.step()
+            # End of the session: whatever the aligner still holds is final now.
+            self._publish(self._pipeline.flush())
             self._flush_physio()
-            self._hub.publish(self._health())
+            self._send(self._health())
             for source in self._sources:
                 source.close()
-        return self.summary()
+        recording = self._recorder.close() if self._recorder is not None else None
+        summary = self.summary()
+        return RunSummary(
+            updates_sent=summary.updates_sent,
+            messages_published=summary.messages_published,
+            dropped_messages=summary.dropped_messages,
+            streams=summary.streams,
+            recording=recording,
+        )
+
+    def _start_recording(self) -> None:
+        if self._recorder is None:
+            return
+        for source in self._sources:
+            if isinstance(source, RawCapture):
+                source.start_raw_capture()
+                self._raw_sources.append((stream_key(source.role, source.signal), source))
 
     def step(self) -> None:
         """Poll every source once and publish what became final (never blocks)."""
@@ -175,6 +224,9 @@ class SessionService:
                 self._on_status(event)
             for frame in frames:
                 self._on_frame(frame)
+        self._record_raw()
+        if self._mode != "live":
+            return
         # Liveness: a silent sensor must not stall the other person's synchrony. The only
         # clock read of the pipeline, on the LSL clock the frames are stamped with.
         self._publish(self._pipeline.advance(now_s=self._messages.now()))
@@ -198,18 +250,34 @@ class SessionService:
             stats.counter.push(frame.counters, segment=frame.segment)
         self._publish(self._pipeline.push(frame))
 
+    def _record_raw(self) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        for key, source in self._raw_sources:
+            for chunk in source.drain_raw():
+                recorder.record_raw(key=key, desc=source.recording_desc(), chunk=chunk)
+        for alarm in recorder.alarms():
+            # The recorder's texts name the file and the OS error, never sample values.
+            log.error("%s", alarm)
+            self._send(self._messages("recording", state="failed", detail=alarm))
+
+    def _send(self, message: Message) -> None:
+        """Publish to every client and keep it in the recording."""
+        self._hub.publish(message)
+        if self._recorder is not None:
+            self._recorder.record_message(message)
+
     def _publish(self, out: PipelineOutput) -> None:
         for role, derived, samples in out.physio:
             self._pending[(role, derived)].append(samples)
         for derived, update in out.sync:
             fields = sync_fields(update)
-            self._hub.publish(self._messages("sync", t=update.t_s, signal=derived.value, **fields))
+            self._send(self._messages("sync", t=update.t_s, signal=derived.value, **fields))
             self.updates_sent += 1
         for derived, event in out.episodes:
             fields = episode_fields(event)
-            self._hub.publish(
-                self._messages("episode", t=event.t_s, signal=derived.value, **fields)
-            )
+            self._send(self._messages("episode", t=event.t_s, signal=derived.value, **fields))
 
     def _on_status(self, event: StatusEvent) -> None:
         key = stream_key(event.role, event.signal)
@@ -220,7 +288,7 @@ class SessionService:
             self._stats[key].status = kind.value
         # Status details are free of physiological values by contract, safe to log.
         log.info("stream %s: %s %s", key, event.kind.value, event.detail)
-        self._hub.publish(
+        self._send(
             self._messages(
                 "status",
                 t=event.t_s,
@@ -238,7 +306,7 @@ class SessionService:
             t_s = np.concatenate([c.t_s for c in chunks])
             valid = np.concatenate([c.valid for c in chunks])
             values = np.where(valid, np.concatenate([c.values for c in chunks]), np.nan)
-            self._hub.publish(
+            self._send(
                 self._messages(
                     "physio",
                     t=float(t_s[-1]),
