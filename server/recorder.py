@@ -161,7 +161,7 @@ class SessionRecorder:
         self._state = _State()
         # Bounded: at ~50 items/s this is a quarter of an hour of a stalled disk.
         self._items: queue.Queue[_Raw | Message | None] = queue.Queue(maxsize=max_queue_items)
-        self._alarms: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._alarms: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._failure: str | None = None
         self._lost = 0
         info_json = json.dumps(dict(session_info), sort_keys=True, allow_nan=False)
@@ -180,8 +180,9 @@ class SessionRecorder:
         if message.get("type") in ("physio", "sync") or message.get("type") in _STRING_STREAMS:
             self._put(message)
 
-    def alarms(self) -> list[str]:
-        """Problems since the last call (recording stopped, items lost); never blocks."""
+    def alarms(self) -> list[tuple[str, str]]:
+        """``(state, detail)`` of problems since the last call; never blocks. ``state`` is
+        "failed" (nothing more is recorded) or "lagging" (items are being lost)."""
         found = []
         while True:
             try:
@@ -210,8 +211,11 @@ class SessionRecorder:
             self._lost += 1
             if self._lost == 1:
                 self._alarms.put(
-                    "recording cannot keep up with the session (the disk is too slow); "
-                    "items are being lost from the recording"
+                    (
+                        "lagging",
+                        "recording cannot keep up with the session (the disk is too slow); "
+                        "items are being lost from the recording",
+                    )
                 )
 
     # -- recorder thread ------------------------------------------------------------------
@@ -246,7 +250,9 @@ class SessionRecorder:
             self._failure = detail
             # The path and the OS error only: no sample values in logs.
             log.error("recording stopped: %s", detail)
-            self._alarms.put(f"recording stopped: {detail}; the session goes on unrecorded")
+            self._alarms.put(
+                ("failed", f"recording stopped: {detail}; the session goes on unrecorded")
+            )
 
     def _write_item(self, item: _Raw | Message) -> None:
         if isinstance(item, _Raw):

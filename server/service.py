@@ -257,10 +257,10 @@ class SessionService:
         for key, source in self._raw_sources:
             for chunk in source.drain_raw():
                 recorder.record_raw(key=key, desc=source.recording_desc(), chunk=chunk)
-        for alarm in recorder.alarms():
+        for state, detail in recorder.alarms():
             # The recorder's texts name the file and the OS error, never sample values.
-            log.error("%s", alarm)
-            self._send(self._messages("recording", state="failed", detail=alarm))
+            log.error("%s", detail)
+            self._send(self._messages("recording", state=state, detail=detail))
 
     def _send(self, message: Message) -> None:
         """Publish to every client and keep it in the recording."""

@@ -167,7 +167,7 @@ def test_disk_full_raises_an_alarm_within_two_seconds_and_keeps_the_file(tmp_pat
         recorder = _recorder(mount / "full.xdf", clock)
         header = _header_xml("polar-3")
         started = time.monotonic()
-        alarms: list[str] = []
+        alarms: list[tuple[str, str]] = []
         k = 0
         while not alarms and time.monotonic() - started < 5.0:
             recorder.record_raw(key="client-ecg", desc={"kind": "raw"},
@@ -176,7 +176,8 @@ def test_disk_full_raises_an_alarm_within_two_seconds_and_keeps_the_file(tmp_pat
             clock.now_s += 0.1
             time.sleep(0.05)
             alarms = recorder.alarms()
-        assert alarms and "recording stopped" in alarms[0], "no alarm within 5 s"
+        assert alarms, "no alarm within 5 s"
+        assert alarms[0][0] == "failed" and "recording stopped" in alarms[0][1]
         assert time.monotonic() - started < 2.0 + 1.0  # 1 s to fill 64 kB, 2 s to alarm
         summary = recorder.close()
         assert summary.failure is not None and "full.xdf" in summary.failure
