@@ -176,8 +176,8 @@ def stream_header_chunk(*, stream_id: int, xml: bytes) -> bytes:
 def as_sample_values(
     *, channel_format: str, channel_count: int, values: Any, n_samples: int
 ) -> npt.NDArray[Any] | list[list[str]]:
-    """``values`` checked and converted for a stream: ``(n_samples, channel_count)`` numeric
-    array of the stream's type, or a list of ``channel_count`` strings per sample.
+    """``values`` checked and copied for a stream: a new ``(n_samples, channel_count)``
+    numeric array of the stream's type, or a list of ``channel_count`` strings per sample.
 
     A single-channel stream also takes a 1-D array. Integer formats refuse values that
     would change when stored (fractions, NaN, out of range): silently wrapped numbers
@@ -199,21 +199,24 @@ def as_sample_values(
         raise ValueError(
             f"expected values of shape ({n_samples}, {channel_count}), got {array.shape}"
         )
-    if dtype.kind == "i" and array.size and array.dtype != dtype:
-        info = np.iinfo(dtype)
-        if array.dtype.kind == "f":
-            if not (np.isfinite(array).all() and (array == np.round(array)).all()):
-                raise ValueError(
-                    f"{channel_format} samples must be whole numbers, got fractions/NaN"
-                )
-        elif array.dtype.kind not in "iub":
-            raise ValueError(f"{channel_format} samples must be numbers, got dtype {array.dtype}")
-        if array.min() < info.min or array.max() > info.max:
-            raise ValueError(
-                f"{channel_format} samples must lie in [{info.min}, {info.max}], "
-                f"got [{array.min()}, {array.max()}]"
-            )
-    return array.astype(dtype, copy=False)
+    if dtype.kind == "i" and array.dtype != dtype and array.size:
+        _check_integers(array, channel_format)
+    # Always a fresh array: the caller may reuse its buffer after pushing.
+    return np.array(array, dtype=dtype)
+
+
+def _check_integers(array: npt.NDArray[Any], channel_format: str) -> None:
+    info = np.iinfo(NUMERIC_FORMATS[channel_format])
+    if array.dtype.kind == "f":
+        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise ValueError(f"{channel_format} samples must be whole numbers, got fractions/NaN")
+    elif array.dtype.kind not in "iub":
+        raise ValueError(f"{channel_format} samples must be numbers, got dtype {array.dtype}")
+    if array.min() < info.min or array.max() > info.max:
+        raise ValueError(
+            f"{channel_format} samples must lie in [{info.min}, {info.max}], "
+            f"got [{array.min()}, {array.max()}]"
+        )
 
 
 def _record_dtype(value_dtype: np.dtype[Any], channel_count: int) -> np.dtype[Any]:

@@ -367,10 +367,13 @@ class XdfWriter:
             raise RecordingError(
                 f"{self.path}: no stream with id {stream_id} (known: {sorted(self._streams)})"
             )
-        stamps = np.array(timestamps, dtype=np.float64, copy=True).reshape(-1)
+        stamps = np.array(timestamps, dtype=np.float64)  # a copy: callers reuse buffers
+        if stamps.ndim != 1:
+            stamps = stamps.reshape(-1)
         if stamps.size == 0:
             return
-        if not np.isfinite(stamps).all():
+        # A sum is NaN or inf if any stamp is (the cheap test for a per-push hot path).
+        if not math.isfinite(stamps.sum()):
             raise RecordingError(
                 f"{self.path}: stream {stream.name!r} was given non-finite time stamps; "
                 "drop or re-stamp those samples before recording"
@@ -384,8 +387,6 @@ class XdfWriter:
             )
         except ValueError as error:
             raise RecordingError(f"{self.path}: stream {stream.name!r}: {error}") from None
-        if isinstance(rows, np.ndarray):
-            rows = np.array(rows, copy=True)  # the caller may reuse its buffer
         stream.pending_stamps.append(stamps)
         stream.pending_values.append(rows)
         stream.pending_count += stamps.size
