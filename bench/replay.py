@@ -3,11 +3,12 @@
 Part 1: a 4-stream dyad recording (ECG 256 Hz + EDA 32 Hz per person, written with
 XdfWriter) replayed at 1x for ``--schedule-s`` seconds, polling only and with every frame
 pushed through the DyadPipeline, as the service does (on a shared machine the pipeline
-rows also show other processes' load: the load average is printed). Schedule error = wall time a chunk was released minus
-its absolute target ``start + (t_last - t0)``, for every 0.1 s chunk of every stream.
-Player: sleeps until ``Replay.next_due_s()`` (absolute targets, as ``publish_replay``).
-Baseline in the same run: the naive player, ``time.sleep(chunk_s)`` between releases
-(relative sleeps: oversleep and processing time accumulate, so it drifts).
+rows also show other processes' load: the load average is printed). Schedule error =
+wall time a chunk was released minus its absolute target ``start + (t_last - t0)``, for
+every 0.1 s chunk of every stream. Player: sleeps until ``Replay.next_due_s()`` (absolute
+targets, as ``publish_replay``). Baseline in the same run: the naive player,
+``time.sleep(chunk_s)`` between releases (relative sleeps: oversleep and processing time
+accumulate, so it drifts).
 
 Part 2: a synthetic 60-minute recording (the demo scenario looped six times) opened and
 replayed at max speed through the full DyadPipeline (``flush()`` at the end if the
@@ -159,12 +160,10 @@ def main() -> None:
     long_s = 300.0 if args.quick else 3600.0
     with tempfile.TemporaryDirectory() as tmp:
         short = write_recording(Path(tmp) / "short.xdf", duration_s=schedule_s)
-        print(
-            f"1x schedule error, 4 streams, {schedule_s:.0f} s, 0.1 s chunks, through DyadPipeline"
-        )
+        load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        print(f"1x schedule error, 4 streams, {schedule_s:.0f} s, 0.1 s chunks ({load})")
         columns = ("chunks", "p50 ms", "p95 ms", "p99 ms", "max ms")
         print(f"{'scheduler':<36} " + " ".join(f"{c:>8}" for c in columns))
-        print(f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         for label, naive, process in (
             ("player, poll only", False, False),
             ("player + DyadPipeline", False, True),
