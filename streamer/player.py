@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pylsl
-import pyxdf
 
 from dsp.exceptions import ConfigError, RecordingError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
@@ -48,6 +47,9 @@ from streamer.clock import ClockConfig, Dejitter, find_clock_breaks
 from streamer.devices import DeviceConfig, StreamMeta, device_config_by_name, stream_meta
 from streamer.inlet import check_stream
 from streamer.session import SensorSource, SessionConfig, parse_session
+from streamer.xdf_read import load_recording
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "RecordedStream",
@@ -91,22 +93,22 @@ logging.getLogger("pyxdf.pyxdf").addFilter(_DropPlaceholderSegmentWarning())
 def _load_xdf(path: Path) -> list[dict[str, Any]]:
     """pyxdf's stream dicts for ``path``, clock offsets applied, time stamps as recorded.
 
-    The one place the file is read (switch to ``streamer.xdf_read.load_recording`` here).
-    No dejittering: our files hold the already-dejittered session-clock stamps, and foreign
-    files get the live inlet's own dejitter below.
+    No dejittering: our files hold the already-dejittered session-clock stamps, and
+    foreign files get the live inlet's own dejitter below. A damaged file replays its
+    readable part, with a warning that says where it broke.
     """
     if not path.is_file():
         raise RecordingError(f"{path}: no such file; give the path of an .xdf recording")
-    try:
-        streams, _header = pyxdf.load_xdf(
-            str(path), synchronize_clocks=True, dejitter_timestamps=False
+    recording = load_recording(path, synchronize_clocks=True, dejitter_timestamps=False)
+    if recording.problem is not None:
+        log.warning(
+            "%s is damaged at byte %d (%s); replaying the part before it "
+            "(`dyadsync repair` writes a complete copy)",
+            path,
+            recording.problem.offset,
+            recording.problem.reason,
         )
-    except Exception as exc:  # pyxdf raises anything from struct.error to ValueError
-        raise RecordingError(
-            f"{path}: cannot be read as XDF ({type(exc).__name__}: {exc}); "
-            "if the recording was interrupted, run `dyadsync repair` on it"
-        ) from None
-    return list(streams)
+    return list(recording.streams)
 
 
 @dataclass(frozen=True, slots=True)
