@@ -155,6 +155,24 @@ def _legend(fig: figure, items: list[tuple[str, GlyphRenderer]]) -> None:
     fig.add_layout(legend, "above")
 
 
+def _text_div(
+    *, name: str, stylesheet: InlineStyleSheet, text: str = "", width: int | None = None
+) -> Div:
+    """A Div of views.py HTML that the browser can switch to its lost-contact words
+    (TEXT_CLASS); full width unless ``width`` (px) is given."""
+    if width is None:
+        return Div(
+            name=name,
+            text=text,
+            sizing_mode="stretch_width",
+            stylesheets=[stylesheet],
+            css_classes=[TEXT_CLASS],
+        )
+    return Div(
+        name=name, text=text, width=width, stylesheets=[stylesheet], css_classes=[TEXT_CLASS]
+    )
+
+
 class _SignalSection:
     """Tile, physio plot and synchrony plot of one derived signal."""
 
@@ -170,7 +188,7 @@ class _SignalSection:
     )
 
     def __init__(self, signal: str, *, x_range: DataRange1d, stylesheet: InlineStyleSheet):
-        self.tile = Div(name=f"state_{signal}", width=TILE_WIDTH_PX, stylesheets=[stylesheet])
+        self.tile = _text_div(name=f"state_{signal}", stylesheet=stylesheet, width=TILE_WIDTH_PX)
         self.physio = {role: ColumnDataSource(data=_empty(PHYSIO_COLUMNS)) for role in ROLES}
         self.sync = ColumnDataSource(data=_empty(SYNC_COLUMNS))
         self.episodes = ColumnDataSource(data=_empty(EPISODE_COLUMNS))
@@ -311,15 +329,22 @@ class _SignalSection:
 CONTACT_LOST_MS = 3000
 
 # The "lost" class on every text Div switches it to the words it carries for this case
-# (views.py ``lost-only``): grey pill "No contact", grey "unknown" badges, "No estimate"
-# tiles. Set from the browser because the server cannot send anything then.
+# (views.py ``lost-only``): the banner, grey pill "No contact", grey "unknown" badges, "No
+# estimate" tiles. Set from the browser on the DOM elements themselves (found by
+# TEXT_CLASS through Bokeh's shadow roots), not on models: a model change is sent to the
+# server, and Bokeh throws when that happens while its reconnect socket is still opening.
+TEXT_CLASS = "dyadsync-text"
 _GREY_JS = """
-const grey = (lost) => {
-  banner.visible = lost;
-  for (const div of divs) {
-    const others = div.css_classes.filter((c) => c !== "lost");
-    div.css_classes = lost ? [...others, "lost"] : others;
-  }
+const watch = (window.__dyadsync_watchdog ??= {last: Date.now()});
+watch.grey ??= (lost) => {
+  watch.lost = lost;
+  const visit = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.classList.contains(text_class)) el.classList.toggle("lost", lost);
+      if (el.shadowRoot !== null) visit(el.shadowRoot);
+    }
+  };
+  visit(document);
 };
 """
 
@@ -330,17 +355,15 @@ const grey = (lost) => {
 _WATCHDOG_JS = (
     _GREY_JS
     + """
-const watch = (window.__dyadsync_watchdog ??= {last: Date.now()});
-watch.grey = grey;
 if (watch.timer === undefined) {
   watch.timer = setInterval(() => {
     const lost = Date.now() - watch.last > lost_ms;
-    if (lost !== banner.visible) watch.grey(lost);
+    if (lost !== Boolean(watch.lost)) watch.grey(lost);
   }, 500);
 }
 """
 )
-_CONNECTION_LOST_JS = _GREY_JS + "grey(true);"
+_CONNECTION_LOST_JS = _GREY_JS + "if (!watch.lost) watch.grey(true);"
 _BEAT_JS = "(window.__dyadsync_watchdog ??= {}).last = Date.now();"
 
 
@@ -351,19 +374,12 @@ class DashboardView:
 
     def __init__(self) -> None:
         stylesheet = InlineStyleSheet(css=CSS)
-        self.header = Div(name="header", sizing_mode="stretch_width", stylesheets=[stylesheet])
-        self.banner = Div(
-            name="contact_lost",
-            text=CONTACT_LOST_HTML,
-            visible=False,
-            sizing_mode="stretch_width",
-            stylesheets=[stylesheet],
-        )
+        self.header = _text_div(name="header", stylesheet=stylesheet)
+        # Always a visible model: its text only shows under the browser's "lost" class.
+        self.banner = _text_div(name="contact_lost", stylesheet=stylesheet, text=CONTACT_LOST_HTML)
         self.heartbeat = Div(name="heartbeat", text="0", visible=False)
         self.beats = 0
-        self.badges = Div(
-            name="stream_badges", sizing_mode="stretch_width", stylesheets=[stylesheet]
-        )
+        self.badges = _text_div(name="stream_badges", stylesheet=stylesheet)
         self.waiting = Div(name="waiting", text=WAITING_HTML, stylesheets=[stylesheet])
         x_range = DataRange1d(range_padding=0.02)
         self.sections = {
@@ -387,10 +403,7 @@ class DashboardView:
         # Bokeh's own reconnect toast is fixed over the top of the page, where it hid the
         # lag convention; the in-flow banner above the badges says the same instead.
         doc.config.notify_connection_status = False
-        args = {
-            "banner": self.banner,
-            "divs": [self.header, self.badges, *(s.tile for s in self.sections.values())],
-        }
+        args = {"text_class": TEXT_CLASS}
         doc.js_on_event(
             DocumentReady,
             CustomJS(args={**args, "lost_ms": CONTACT_LOST_MS}, code=_WATCHDOG_JS),

@@ -188,8 +188,8 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
 
 
 CONTACT_LOST_HTML = (
-    '<div class="contact-lost">Lost contact with the dashboard server: what is shown below is '
-    "frozen and may be out of date. The page retries by itself; if dyadsync was stopped, "
-    "reload the page once it is running again.</div>"
+    '<div class="contact-lost lost-only">Lost contact with the dashboard server: what is '
+    "shown below is frozen and may be out of date. The page retries by itself; if dyadsync "
+    "was stopped, reload the page once it is running again.</div>"
 )
 WAITING_HTML = '<div class="waiting">Waiting for the dyadsync server…</div>'

@@ -3,8 +3,11 @@
 Runs the real command (simulator -> LSL -> pipeline -> websocket server -> Bokeh
 dashboard) as a subprocess, loads the URL it prints, and checks that the page renders the
 plots, that the Bokeh document carries the named models, that their data change over
-time, and that the page greys out when the service stops. Saves
-``artifacts/dashboard.png``; with ``DYADSYNC_UPDATE_SCREENSHOT=1`` also
+time, that early pages explain their empty synchrony plots, and that both connection
+losses grey the page: the demo's own page loses its Bokeh server (browser side) while a
+second dashboard, in its own process, loses the dyadsync websocket (server side). Saves
+``artifacts/dashboard.png`` (plus ``dashboard-early.png``, ``dashboard-lost-browser.png``,
+``dashboard-lost-feed.png``); with ``DYADSYNC_UPDATE_SCREENSHOT=1`` also
 ``docs/dashboard.png`` (the README screenshot).
 """
 
@@ -42,11 +45,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DEMO_DURATION_S = 180 if UPDATE_SCREENSHOT else 60
+# Long enough for the whole test: the test stops the demo itself to check the greying.
+DEMO_DURATION_S = 180 if UPDATE_SCREENSHOT else 120
 STATE_FOR_SCREENSHOT_TIMEOUT_S = 150.0
 STARTUP_TIMEOUT_S = 45.0
 # The synchrony window (30 s by default, plus the maximum lag) must fill before the first
-# estimate, and the heart rate needs a few beats first; the demo runs 60 s in total.
+# estimate, and the heart rate needs a few beats first; the test ends the demo itself.
 FIRST_ESTIMATE_TIMEOUT_S = 50.0
 
 
@@ -56,21 +60,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class DemoProcess:
-    """`dyadsync demo` in the background, its stdout drained by a thread."""
+# A dashboard alone, fed by another process's websocket: stopping that process cuts only
+# the dashboard server <-> dyadsync link, while the browser keeps its Bokeh server.
+_STANDALONE_DASHBOARD = """
+import asyncio, sys
+from dashboard.serve import start_dashboard
 
-    def __init__(self, log_path: Path) -> None:
-        command = [
+async def main() -> None:
+    handle = start_dashboard(ws_url=sys.argv[1], port=int(sys.argv[2]))
+    print("Dashboard: " + handle.url, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class DemoProcess:
+    """A command in the background (by default `dyadsync demo`), stdout drained by a thread."""
+
+    def __init__(self, log_path: Path, command: list[str] | None = None) -> None:
+        self.ws_port = _free_port()
+        command = command or [
             str(Path(sys.executable).parent / "dyadsync"),
             "demo",
             "--no-browser",
             "--duration",
             str(DEMO_DURATION_S),
             "--ws-port",
-            str(_free_port()),
+            str(self.ws_port),
             "--dashboard-port",
             str(_free_port()),
         ]
+        self.what = " ".join(Path(part).name for part in command[:2])
         self._stderr = log_path.open("w")
         self.log_path = log_path
         self.proc = subprocess.Popen(
@@ -102,7 +123,7 @@ class DemoProcess:
                     return line.removeprefix("Dashboard: ").strip()
             if self.proc.poll() is not None:
                 pytest.fail(
-                    f"dyadsync demo exited with {self.proc.returncode} before printing "
+                    f"{self.what} exited with {self.proc.returncode} before printing "
                     f"its dashboard URL\n{self.output()}"
                 )
             time.sleep(0.1)
@@ -131,6 +152,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
         process.stop()
 
 
+@pytest.fixture(scope="module")
+def standalone(
+    demo: DemoProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoProcess]:
+    """A second dashboard process on the demo's websocket."""
+    ws_url = f"ws://127.0.0.1:{demo.ws_port}/ws"
+    command = [sys.executable, "-c", _STANDALONE_DASHBOARD, ws_url, str(_free_port())]
+    process = DemoProcess(tmp_path_factory.mktemp("standalone") / "stderr.log", command)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 def _model_data(page: Page, name: str) -> dict[str, Any]:
     """Columns of the named renderer's data source in the browser's Bokeh document."""
     data: dict[str, Any] = page.evaluate(
@@ -150,26 +185,97 @@ def _model_data(page: Page, name: str) -> dict[str, Any]:
     return data
 
 
+# The element really drawn at a point, through Bokeh's nested shadow roots.
+_DEEPEST_AT = """([x, y]) => {
+    let el = document.elementFromPoint(x, y);
+    while (el !== null && el.shadowRoot !== null) {
+        const inner = el.shadowRoot.elementFromPoint(x, y);
+        if (inner === null || inner === el) break;
+        el = inner;
+    }
+    return el === null ? null : el.className;
+}"""
+
+
+def _greyed(page: Page) -> dict[str, Any]:
+    """What the page's connection pill and stream badges show, and in which colours."""
+    pill = page.locator(".pill:visible")
+    badges = page.locator(".badge")
+    return {
+        "pills": pill.all_inner_texts(),
+        "pill_border": pill.first.evaluate("(e) => getComputedStyle(e).borderColor"),
+        "badges": badges.all_inner_texts(),
+        "dots": [
+            dot.evaluate("(e) => getComputedStyle(e).backgroundColor")
+            for dot in page.locator(".badge .dot").all()
+        ],
+    }
+
+
+GREEN = "rgb(0, 158, 115)"  # Okabe-Ito bluish green: ok dot and connected pill border
+GREY_DOT = "rgb(200, 200, 200)"
+
+
+def _assert_grey(page: Page, *, pill: str) -> None:
+    seen = _greyed(page)
+    assert seen["pills"] == [pill], seen
+    assert seen["pill_border"] != GREEN, seen
+    assert len(seen["badges"]) == 4 and all(b.endswith(": unknown") for b in seen["badges"]), seen
+    assert seen["dots"] == [GREY_DOT] * 4, seen
+
+
+def _open(browser: Any, url: str, errors: list[str]) -> Page:
+    page: Page = browser.new_page(viewport={"width": 1400, "height": 860})
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length > 0"
+        " && Bokeh.documents[0].get_model_by_name('waiting') !== null"
+        " && !Bokeh.documents[0].get_model_by_name('waiting').visible",
+        timeout=30_000,
+    )  # the server's hello arrived and the signal sections are shown
+    return page
+
+
+# Per shown signal: finite points on the synchrony line, and the plot's note.
+_SYNC_PLOTS = """() => ['hr', 'scl', 'phasic']
+    .filter((s) => Bokeh.documents[0].get_model_by_name('section_' + s).visible)
+    .map((s) => {
+        const doc = Bokeh.documents[0];
+        const line = doc.get_model_by_name(s + '_sync_z').data_source.data.null_z;
+        const note = doc.get_model_by_name(s + '_sync_note');
+        return {signal: s, points: Array.from(line).filter(Number.isFinite).length,
+                note: note.visible ? note.text : ''};
+    })"""
+
+
 def _finite(values: list[Any]) -> list[float]:
     # Gaps (invalid samples) are NaN in the browser: they are not values.
     return [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
-def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
+def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoProcess) -> None:
     url = demo.dashboard_url()
     page_errors: list[str] = []
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 860})
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(url)
-            page.wait_for_function(
-                "() => window.Bokeh && Bokeh.documents.length > 0"
-                " && Bokeh.documents[0].get_model_by_name('waiting') !== null"
-                " && !Bokeh.documents[0].get_model_by_name('waiting').visible",
-                timeout=30_000,
-            )  # the server's hello arrived and the signal sections are shown
+            # Pages opened in the first seconds (the issue: a synchrony plot with only its
+            # legend): every synchrony plot has points or says why not, in words.
+            for attempt in range(5):
+                early = _open(browser, url, page_errors)
+                early.wait_for_timeout(800)  # a few display ticks
+                for plot in early.evaluate(_SYNC_PLOTS):
+                    assert plot["points"] > 0 or plot["note"].startswith(
+                        ("Collecting the first", "Waiting for the first", "Building the chance")
+                    ), (attempt, plot)
+                if attempt == 4:
+                    early.screenshot(path=str(artifacts / "dashboard-early.png"), full_page=True)
+                early.close()
+
+            page = _open(browser, url, page_errors)
             signals: list[str] = page.evaluate(
                 """() => ['hr', 'scl', 'phasic'].filter((s) =>
                     Bokeh.documents[0].get_model_by_name('section_' + s).visible)"""
@@ -255,8 +361,13 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
             )
             page.wait_for_timeout(1500)  # a couple of display ticks for the tiles
             headlines = ("Coupled", "Anti-phase", "Decoupled", "No estimate", "No state yet")
-            for tile in page.locator(".tile").all_inner_texts():
+            tiles = page.locator(".tile:visible").all_inner_texts()
+            assert len(tiles) == len(signals), tiles  # the lost-contact variants stay hidden
+            for tile in tiles:
                 assert any(h in tile for h in headlines), tile
+                assert "quality" not in tile, tile  # nothing is wrong with the electrodes
+            for plot in page.evaluate(_SYNC_PLOTS):  # before the null: the countdown
+                assert plot["points"] > 0 or "chance level" in plot["note"], plot
 
             if UPDATE_SCREENSHOT:
                 # The demo scenario's first episode (therapist leads) is the picture we want.
@@ -264,21 +375,45 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess) -> None:
                     ".tile-coupled", timeout=STATE_FOR_SCREENSHOT_TIMEOUT_S * 1000
                 )
                 page.wait_for_timeout(20_000)  # some synchrony history next to the state
-            artifacts = REPO / "artifacts"
-            artifacts.mkdir(exist_ok=True)
             screenshot = artifacts / "dashboard.png"
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
             if UPDATE_SCREENSHOT:
                 shutil.copyfile(screenshot, REPO / "docs" / "dashboard.png")
 
-            # The service goes away: the page must say so instead of freezing on a state.
+            # A second dashboard on the same websocket, to lose only that link below.
+            feed_page = _open(browser, standalone.dashboard_url(), page_errors)
+            page.wait_for_timeout(500)
+            assert _greyed(feed_page)["pills"] == ["Connected"]
+            before_loss = _greyed(page)
+            assert before_loss["dots"] == [GREEN] * 4, before_loss  # all fine before the loss
+
+            # The service goes away: the demo's page loses its Bokeh server (browser side),
+            # the second page loses the dyadsync websocket (server side). Both must grey
+            # the pill and every badge instead of freezing on green.
             demo.stop()
-            page.wait_for_function(
-                "() => Bokeh.documents[0].get_model_by_name('contact_lost').visible",
+            page.locator(".contact-lost").wait_for(state="visible", timeout=15_000)
+            _assert_grey(page, pill="No contact")
+            assert "Lost contact" in page.locator(".tile:visible").first.inner_text()
+            # Bokeh's reconnect toast no longer lies over the lag convention.
+            box = page.locator(".convention").bounding_box()
+            assert box is not None
+            centre = [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]
+            assert page.evaluate(_DEEPEST_AT, centre) == "convention"
+            page.screenshot(path=str(artifacts / "dashboard-lost-browser.png"), full_page=True)
+
+            feed_page.wait_for_function(
+                "() => !Bokeh.documents[0].get_model_by_name('header').text"
+                ".includes('>Connected<')",
                 timeout=15_000,
             )
-            assert "Lost contact" in page.locator(".tile").first.inner_text()
+            feed_page.wait_for_timeout(600)  # a display tick for badges and tiles
+            _assert_grey(feed_page, pill="Disconnected")
+            # Its own server is fine: only the data link is gone, which the pill says.
+            assert not feed_page.locator(".contact-lost").is_visible()
+            for tile in feed_page.locator(".tile:visible").all_inner_texts():
+                assert "Not connected to the server" in tile, tile
+            feed_page.screenshot(path=str(artifacts / "dashboard-lost-feed.png"), full_page=True)
         finally:
             browser.close()
     assert page_errors == [], f"JavaScript errors on the page: {page_errors}"

@@ -228,7 +228,11 @@ def test_every_tick_beats_the_browser_watchdog() -> None:
         view.render(state.take_updates(now_s=0.0))
         beats.append(view.heartbeat.text)
     assert len(set(beats)) == 3  # a change per tick, even when nothing else changed
-    assert not view.banner.visible  # only the browser shows it, when the beats stop
+    # Only the browser shows the banner (the "lost" class), when the beats stop: the server
+    # never sends anything that could show it.
+    assert shown_text(view.banner.text) == ""
+    assert "Lost contact" in shown_text(view.banner.text, lost=True)
+    assert "dyadsync-text" in view.banner.css_classes
     assert len(doc.callbacks.js_event_callbacks["document_ready"]) == 1
 
 
@@ -322,4 +326,8 @@ def test_browser_greys_on_connection_lost_without_bokehs_toast() -> None:
     assert doc.config.notify_connection_status is False
     callbacks = doc.callbacks.js_event_callbacks
     (on_lost,) = callbacks["connection_lost"]
-    assert isinstance(on_lost, CustomJS) and "grey(true)" in on_lost.code
+    assert isinstance(on_lost, CustomJS) and "watch.grey(true)" in on_lost.code
+    # Every text part can be switched by the browser: header, badges, each tile.
+    for name in ("header", "stream_badges", "state_hr", "state_scl", "state_phasic"):
+        div = doc.get_model_by_name(name)
+        assert isinstance(div, Div) and "dyadsync-text" in div.css_classes, name
