@@ -172,7 +172,10 @@ def _bind_advice(exc: OSError, flag: str) -> str:
     if exc.errno == errno.EADDRINUSE:
         return f"the port is in use; choose another {flag} (0 picks a free one)"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "--host is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its addresses"
+        return (
+            "--host is not an address of this machine; "
+            "use 127.0.0.1, 0.0.0.0 or one of its addresses"
+        )
     if exc.errno == errno.EACCES:
         return f"ports below 1024 need privileges; choose another {flag} (0 picks a free one)"
     return f"{exc.strerror}; choose another {flag} (0 picks a free one) or --host"
