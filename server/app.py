@@ -31,10 +31,11 @@ import pylsl
 
 from dsp.exceptions import ConfigError
 from dsp.pipeline import SOURCE_OF, DyadPipeline, PipelineConfig
+from server.catalogue import RecordedSession, RecordingOptions
 from server.exposure import is_unspecified
 from server.hub import Hub
 from server.protocol import MessageFactory
-from server.service import FrameSource, RunSummary, SessionService
+from server.service import FrameSource, RunSummary, ServiceConfig, SessionService
 from server.ws import (
     WebsocketConfig,
     WebsocketEndpoint,
@@ -140,11 +141,14 @@ def pipeline_config(session: SessionConfig) -> PipelineConfig:
 
 @dataclass(frozen=True, slots=True)
 class SessionParts:
-    """The I/O-free core of a served session: the hub, its message factory and the service."""
+    """The core of a served session: hub, message factory, pipeline, service and, when
+    recording, the recorded session (file + store row)."""
 
     hub: Hub
     messages: MessageFactory
+    pipeline: DyadPipeline
     service: SessionService
+    recorded: RecordedSession | None = None
 
     def websocket(self, config: WebsocketConfig) -> WebsocketEndpoint:
         return WebsocketEndpoint(
@@ -153,17 +157,40 @@ class SessionParts:
 
 
 def assemble_session(
-    session: SessionConfig, *, sources: Sequence[FrameSource], mode: str = "live"
+    session: SessionConfig,
+    *,
+    sources: Sequence[FrameSource],
+    mode: str = "live",
+    recording: RecordingOptions | None = None,
+    clock: Callable[[], float] = pylsl.local_clock,
+    service_config: ServiceConfig | None = None,
 ) -> SessionParts:
-    """Build hub, pipeline and service for ``session`` fed by ``sources``."""
+    """Build hub, pipeline and service for ``session`` fed by ``sources``; with
+    ``recording``, create the recording file and its store row now. ``clock`` is the
+    session clock messages are stamped with: the LSL clock live, the playback position
+    (recording time) in a replay."""
     hub = Hub()
-    messages = MessageFactory(session=session.room, clock=pylsl.local_clock)
+    messages = MessageFactory(session=session.room, clock=clock)
     rates = {(s.role, s.signal): s.rate_hz for s in sources}
-    pipeline = DyadPipeline(stream_rates_hz=rates, config=pipeline_config(session))
-    service = SessionService(
-        sources=sources, pipeline=pipeline, hub=hub, messages=messages, mode=mode
+    config = pipeline_config(session)
+    pipeline = DyadPipeline(stream_rates_hz=rates, config=config)
+    recorded = (
+        None
+        if recording is None
+        else RecordedSession(options=recording, session=session, pipeline=config, clock=clock)
     )
-    return SessionParts(hub=hub, messages=messages, service=service)
+    service = SessionService(
+        sources=sources,
+        pipeline=pipeline,
+        hub=hub,
+        messages=messages,
+        mode=mode,
+        config=service_config,
+        recorder=None if recorded is None else recorded.recorder,
+    )
+    return SessionParts(
+        hub=hub, messages=messages, pipeline=pipeline, service=service, recorded=recorded
+    )
 
 
 async def serve_session(
@@ -173,21 +200,35 @@ async def serve_session(
     options: ServeOptions,
     ports: BoundPorts | None = None,
     mode: str = "live",
+    recording: RecordingOptions | None = None,
+    clock: Callable[[], float] = pylsl.local_clock,
+    until: Callable[[], bool] | None = None,
+    service_config: ServiceConfig | None = None,
 ) -> RunSummary:
-    """Serve until the duration elapses or a stop signal (:data:`STOP_SIGNALS`) arrives;
-    returns the run summary.
+    """Serve until the duration elapses, ``until()`` is true (a replay played to its end)
+    or a stop signal (:data:`STOP_SIGNALS`) arrives; returns the run summary.
 
     ``ports`` are the sockets from :func:`bind_ports`, bound before the caller discovered
     ``sources``; without them both ports are bound now. The sources and ports are closed
     when this returns or raises. Must run on the main thread (it handles the signals).
     """
-    parts = assemble_session(session, sources=sources, mode=mode)
+    parts = assemble_session(
+        session,
+        sources=sources,
+        mode=mode,
+        recording=recording,
+        clock=clock,
+        service_config=service_config,
+    )
     service = parts.service
     endpoint = parts.websocket(options.websocket)
     async with contextlib.AsyncExitStack() as cleanup:
         # Exits in reverse order: servers stop, signal handlers go back, sockets and
         # sources close (service.run closes the sources too; closing is idempotent).
         cleanup.callback(_close_all, sources)
+        if parts.recorded is not None:
+            # Footers even if serving fails to start (closing twice is harmless).
+            cleanup.callback(parts.recorded.recorder.close)
         ports = ports if ports is not None else bind_ports(options)
         cleanup.callback(ports.close)
         cleanup.enter_context(_stop_on_signals(service.request_stop))
@@ -199,7 +240,9 @@ async def serve_session(
         _announce(dashboard=dashboard, endpoint=endpoint, options=options)
         if options.open_browser:
             webbrowser.open(dashboard.url)
-        summary = await service.run(duration_s=options.duration_s)
+        summary = await service.run(duration_s=options.duration_s, until=until)
+    if parts.recorded is not None and summary.recording is not None:
+        parts.recorded.finish(summary.recording, coregulation=parts.pipeline.summary())
     return summary
 
 

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dsp.exceptions import ConfigError, DyadsyncError
 from dsp.pipeline import Derived, PipelineConfig
 from dsp.synchrony import CoregulationSummary
 from dsp.types import Role
 from server.protocol import jsonable
 from server.recorder import RecordingSummary, SessionRecorder, resolve_target
-from server.store import SessionStore, sha256_file
+from server.store import SessionStore, check_code, sha256_file
 from streamer.session import SessionConfig
 
 
@@ -33,6 +34,19 @@ class RecordingOptions:
 
     target: Path
     store: Path | None = None
+
+
+def check_recording(options: RecordingOptions, session: SessionConfig) -> None:
+    """What can be checked before the session starts, as ConfigError (nothing is created
+    but the store, if missing): the room is a code, the target can take a new file, the
+    store opens."""
+    check_code(session.room, field="session.room")
+    try:
+        resolve_target(options.target, room=session.room, started_utc=datetime.now(UTC))
+        with SessionStore(options.store):
+            pass
+    except DyadsyncError as exc:
+        raise ConfigError(str(exc), key="--record") from None
 
 
 def session_info(

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from server.app import BoundPorts, ServeOptions
+    from server.catalogue import RecordingOptions
+    from streamer.player import Replay
     from server.service import RunSummary
     from streamer.scenario import Scenario
     from streamer.session import SessionConfig
@@ -100,6 +102,42 @@ class _PrintExampleSession(argparse.Action):
     ) -> None:
         print(example_session_path())
         parser.exit(0)
+
+
+def _speed(text: str) -> float:
+    """argparse type: a replay speed, a number > 0 or ``max`` (as fast as possible)."""
+    if text == "max":
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a speed (1, 2.5, ... or max)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0 (or max)")
+    return value
+
+
+def _add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="session store file (default $DYADSYNC_STORE, else "
+        "~/.local/share/dyadsync/sessions.sqlite3)",
+    )
+
+
+def _add_record_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="record the session as XDF: a new file, or a directory for "
+        "<room>_<UTC time>.xdf (never overwrites; the session TOML's [recording] "
+        "directory is used when this is not given)",
+    )
+    _add_store_option(parser)
 
 
 def _seconds(text: str) -> float:
@@ -187,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="source_id prefix of the simulated streams (default: unique per run)",
     )
     _add_server_options(demo)
+    _add_record_options(demo)
 
     simulate = commands.add_parser(
         "simulate", parents=[verbosity], help="publish a scripted dyad as LSL streams"
@@ -227,6 +266,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the session's streams (default 10)",
     )
     _add_server_options(run)
+    _add_record_options(run)
+
+    replay = commands.add_parser(
+        "replay",
+        parents=[verbosity],
+        help="replay an XDF recording through the pipeline and dashboard (or as LSL)",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("file", type=Path, help="XDF file (dyadsync's, or LabRecorder's)")
+    replay.add_argument(
+        "--speed", type=_speed, default=1.0, help="1 (real time, default), N times, or max"
+    )
+    replay.add_argument(
+        "--session",
+        type=Path,
+        default=None,
+        help="session TOML mapping the file's streams to roles (needed for files other "
+        "tools recorded; dyadsync's own files say it themselves)",
+    )
+    replay.add_argument(
+        "--lsl",
+        action="store_true",
+        help="re-publish the recorded streams as LSL outlets instead of serving them",
+    )
+    replay.add_argument(
+        "--name-prefix",
+        default="",
+        help="with --lsl: put this before every stream name (e.g. dyadsync-sim-)",
+    )
+    replay.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="keep the dashboard up after the end of the recording (until Ctrl-C)",
+    )
+    _add_server_options(replay)
+
+    repair = commands.add_parser(
+        "repair",
+        parents=[verbosity],
+        help="copy a damaged recording's readable part into a complete file",
+    )
+    repair.add_argument("file", type=Path, help="XDF file (never changed)")
+    repair.add_argument(
+        "--out", type=Path, default=None, help="output file (default FILE.repaired.xdf)"
+    )
+
+    sessions = commands.add_parser(
+        "sessions", parents=[verbosity], help="list the recorded sessions in the session store"
+    )
+    sessions.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sessions.add_argument(
+        "--remove", metavar="ID", default=None, help="remove this session's row from the store"
+    )
+    sessions.add_argument(
+        "--delete-file",
+        action="store_true",
+        help="with --remove: delete its recording file too",
+    )
+    _add_store_option(sessions)
     return parser
 
 
@@ -263,6 +362,9 @@ def _main(argv: Sequence[str] | None) -> int:
         "simulate": _simulate,
         "streams": _streams,
         "run": _run,
+        "replay": _replay,
+        "repair": _repair,
+        "sessions": _sessions,
     }
     try:
         return commands[args.command](args)
@@ -335,8 +437,11 @@ def _run(args: argparse.Namespace) -> int:
 
     session = load_session(args.session)
     options = _serve_options(args)
+    recording = _recording_options(args, session)
     with bind_ports(options) as ports:
-        summary = _discover_and_serve(session, options=options, ports=ports, wait_s=args.wait)
+        summary = _discover_and_serve(
+            session, options=options, ports=ports, wait_s=args.wait, recording=recording
+        )
     print(summary.format(), flush=True)
     return 0
 
@@ -350,8 +455,11 @@ def _demo(args: argparse.Namespace) -> int:
     options = _serve_options(args)
     prefix = args.source_prefix or f"dyadsync-demo-{os.getpid()}"
     session = simulator_session(prefix)
+    recording = _recording_options(args, session)
     with bind_ports(options) as ports, DyadSimulator(scenario, source_prefix=prefix) as simulator:
-        summary = _discover_and_serve(session, options=options, ports=ports, wait_s=10.0)
+        summary = _discover_and_serve(
+            session, options=options, ports=ports, wait_s=10.0, recording=recording
+        )
         if simulator.error is not None:
             raise simulator.error
     print(summary.format(), flush=True)
@@ -359,7 +467,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _discover_and_serve(
-    session: SessionConfig, *, options: ServeOptions, ports: BoundPorts, wait_s: float
+    session: SessionConfig,
+    *,
+    options: ServeOptions,
+    ports: BoundPorts,
+    wait_s: float,
+    recording: RecordingOptions | None,
 ) -> RunSummary:
     """Wait for the session's streams, then serve them on the ports already bound."""
     from server.app import serve_session
@@ -375,7 +488,97 @@ def _discover_and_serve(
         flush=True,
     )
     inlets = open_session_inlets(session, timeout_s=wait_s)
-    return asyncio.run(serve_session(session, sources=inlets, options=options, ports=ports))
+    return asyncio.run(
+        serve_session(session, sources=inlets, options=options, ports=ports, recording=recording)
+    )
+
+
+def _recording_options(args: argparse.Namespace, session: SessionConfig) -> RecordingOptions | None:
+    """``--record`` (else the session's ``[recording]`` directory), checked now: a path
+    that cannot take a new recording is an error before anything starts."""
+    from server.catalogue import RecordingOptions, check_recording
+
+    target = args.record if args.record is not None else session.recording_dir
+    if target is None:
+        return None
+    options = RecordingOptions(target=target, store=args.store)
+    check_recording(options, session)
+    return options
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from streamer.player import open_replay
+    from streamer.session import load_session
+
+    session = load_session(args.session) if args.session is not None else None
+    if args.lsl:
+        replay = open_replay(args.file, session=session, speed=args.speed)
+        return _replay_lsl(replay, name_prefix=args.name_prefix)
+    from server.app import bind_ports
+
+    options = _serve_options(args)
+    with bind_ports(options) as ports:
+        print(f"Reading {args.file} ...", file=sys.stderr, flush=True)
+        replay = open_replay(args.file, session=session, speed=args.speed)
+        summary = asyncio.run(_serve_replay(replay, options=options, ports=ports,
+                                            keep_open=args.keep_open))  # fmt: skip
+    print(summary.format(), flush=True)
+    return 0
+
+
+async def _serve_replay(
+    replay: Replay, *, options: ServeOptions, ports: BoundPorts, keep_open: bool
+) -> RunSummary:
+    from server.app import serve_session
+    from server.service import ServiceConfig
+
+    # Max speed: no pause between loop steps (the replay bounds the work of each).
+    config = ServiceConfig(poll_interval_s=0.0) if replay.clock.max_speed else None
+    return await serve_session(
+        replay.session,
+        sources=replay.sources,
+        options=options,
+        ports=ports,
+        mode="replay",
+        clock=replay.now_s,
+        until=None if keep_open else (lambda: replay.finished),
+        service_config=config,
+    )
+
+
+def _replay_lsl(replay: Replay, *, name_prefix: str) -> int:
+    from streamer.player import publish_replay
+
+    stop = threading.Event()
+    names = ", ".join(stream.key for stream in replay.streams)
+    print(f"Publishing {len(replay.streams)} LSL streams ({names}); Ctrl-C to stop", flush=True)
+    with _on_stop_signals(lambda _signum, _frame: stop.set()):
+        pushed = publish_replay(replay, name_prefix=name_prefix, stop=stop)
+    ended = "stopped" if stop.is_set() else "finished"
+    print(f"Replay {ended}: {pushed} samples published", flush=True)
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from streamer.xdf_repair import repair_file
+
+    report = repair_file(args.file, out=args.out)
+    print(report.summary(), flush=True)
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from server.store import SessionStore, format_sessions, sessions_json
+
+    with SessionStore(args.store, create=False) as store:
+        if args.remove is not None:
+            removed = store.remove_session(args.remove, delete_file=args.delete_file)
+            what = " and its recording file" if removed.file_deleted else ""
+            print(f"Removed session {args.remove}{what}", flush=True)
+            return 0
+        rows = store.list_sessions()
+    print(sessions_json(rows) if args.json else format_sessions(rows), flush=True)
+    return 0
 
 
 def _import_dashboard() -> None:

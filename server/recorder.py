@@ -191,9 +191,11 @@ class SessionRecorder:
                 return found
 
     def close(self) -> RecordingSummary:
-        """Write what is queued, the footers, and close the file (waits for the thread)."""
-        self._items.put(None)
-        self._thread.join()
+        """Write what is queued, the footers, and close the file (waits for the thread).
+        Idempotent."""
+        if self._thread.is_alive():
+            self._items.put(None)
+            self._thread.join()
         return RecordingSummary(
             path=self.path,
             bytes_written=self._writer.bytes_written,

@@ -274,7 +274,8 @@ _MIN_SQLITE: Final = (3, 37, 0)
 # Validation and encoding (pure functions; each error names the field)
 
 
-def _check_code(value: object, *, field: str) -> str:
+def check_code(value: object, *, field: str) -> str:
+    """``value`` if it is a code (:data:`CODE_RULE`), else ConfigError naming ``field``."""
     if not isinstance(value, str) or _CODE_RE.fullmatch(value) is None:
         raise ConfigError(f"{value!r} is not a valid code; allowed: {CODE_RULE}", key=field)
     return value
@@ -724,7 +725,7 @@ class SessionStore:
         """Catalogue a session as it starts. ``file_path`` (made absolute) is the XDF file;
         ``settings`` and each of ``streams`` are JSON-able metadata dicts (no samples)."""
         _check_session_id(session_id)
-        _check_code(room, field="room")
+        check_code(room, field="room")
         started_text = _encode_utc(started_utc, field="started_utc")
         _check_finite(started_lsl_s, field="started_lsl_s")
         if not isinstance(file_path, str | os.PathLike) or not os.fspath(file_path):
@@ -814,7 +815,7 @@ class SessionStore:
         """Every session (of ``room`` if given), oldest first."""
         where, params = "", []
         if room is not None:
-            where, params = "WHERE room = ?", [_check_code(room, field="room")]
+            where, params = "WHERE room = ?", [check_code(room, field="room")]
         with self._read("listing sessions") as conn:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions {where} ORDER BY started_utc, session_id",
@@ -957,7 +958,7 @@ class SessionStore:
         """One administration of ``instrument`` (see :data:`INSTRUMENTS` for item counts and
         ranges) by the client ``client_code`` (a pseudonym code) in ``session_id``."""
         _check_session_id(session_id)
-        _check_code(client_code, field="client_code")
+        check_code(client_code, field="client_code")
         name, scores = _check_items(instrument, items)
         rated = _encode_utc(_now_utc() if rated_utc is None else rated_utc, field="rated_utc")
         with self._write("adding a rating") as conn:
@@ -984,7 +985,7 @@ class SessionStore:
             params.append(_check_session_id(session_id))
         if client_code is not None:
             clauses.append("client_code = ?")
-            params.append(_check_code(client_code, field="client_code"))
+            params.append(check_code(client_code, field="client_code"))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._read("listing ratings") as conn:
             rows = conn.execute(
@@ -1014,7 +1015,7 @@ class SessionStore:
             _check_finite(t_end_lsl_s, field="t_end_lsl_s", minimum=start)
         _check_text(text, field="text", max_chars=COMMENT_MAX_CHARS, required=True)
         if author_code is not None:
-            _check_code(author_code, field="author_code")
+            check_code(author_code, field="author_code")
         created = _encode_utc(
             _now_utc() if created_utc is None else created_utc, field="created_utc"
         )

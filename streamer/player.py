@@ -790,6 +790,12 @@ class Replay:
         lasts = [float(s.timestamps_s[-1]) for s in self.streams if s.timestamps_s.shape[0]]
         return max(lasts, default=self.clock.t0_s) - self.clock.t0_s
 
+    def now_s(self) -> float:
+        """The session clock of a replay: the playback position in recording time, held
+        within the recording (before the start it is the first sample's time)."""
+        t0 = self.clock.t0_s
+        return min(max(self.clock.position_s(), t0), t0 + self.duration_s)
+
     def next_due_s(self) -> float | None:
         """Wall time (the injected clock's) at which the next chunk is due; None when
         finished. At max speed, "now": everything pending is due."""

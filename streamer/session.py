@@ -111,6 +111,9 @@ class SessionConfig:
     sensors: tuple[SensorSource, ...]
     synchrony: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_SYNCHRONY)
     source: str = "<inline>"
+    # [recording]: the folder sessions are recorded into (None: not recorded unless the
+    # command line says ``--record``); a relative folder is relative to the session file.
+    recording_dir: Path | None = None
 
     def sensor(self, role: Role, signal: SignalKind) -> SensorSource:
         for sensor in self.sensors:
@@ -194,7 +197,9 @@ def parse_session(
     """Validate parsed TOML into a :class:`SessionConfig`; device paths resolve against
     ``base_dir``."""
     top = Section(data, source=source, prefix="")
-    reject_unknown_keys(top, data, ("session", *(role.value for role in Role), "synchrony"))
+    reject_unknown_keys(
+        top, data, ("session", *(role.value for role in Role), "synchrony", "recording")
+    )
     head = top.table("session")
     head_raw = data.get("session", {})
     room = head.string("room", default="room")
@@ -246,8 +251,24 @@ def parse_session(
     _reject_shared_source_ids(sensors, source)
     synchrony = _synchrony(top.table("synchrony"), data.get("synchrony", {}))
     return SessionConfig(
-        room=room, signals=signals, sensors=tuple(sensors), synchrony=synchrony, source=source
+        room=room,
+        signals=signals,
+        sensors=tuple(sensors),
+        synchrony=synchrony,
+        source=source,
+        recording_dir=_recording_dir(top.table("recording"), data.get("recording", {}), base_dir),
     )
+
+
+def _recording_dir(section: Section, raw: Any, base_dir: Path | None) -> Path | None:
+    """``[recording] directory = "..."`` (and ``enabled``, default true)."""
+    if not raw:
+        return None
+    reject_unknown_keys(section, raw, ("directory", "enabled"))
+    directory = Path(section.string("directory"))
+    if not section.boolean("enabled", default=True):
+        return None
+    return directory if directory.is_absolute() or base_dir is None else base_dir / directory
 
 
 def _reject_shared_source_ids(sensors: list[SensorSource], source: str) -> None:

@@ -125,6 +125,12 @@ class Section:
             )
         return str(value)
 
+    def boolean(self, name: str, *, default: Any = REQUIRED) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self.error(name, f"value {value!r} is not allowed; allowed: true, false")
+        return value
+
     def string(self, name: str, *, default: Any = REQUIRED) -> str:
         value = self._get(name, default)
         if not isinstance(value, str) or not value:
