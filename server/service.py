@@ -160,6 +160,8 @@ class SessionService:
             synchrony={"window_s": sync.window_s, "lag_s": sync.lag_s, "step_s": sync.step_s},
             thresholds={"z_enter": sync.episodes.z_enter, "z_exit": sync.episodes.z_exit},
             lag_convention=LAG_CONVENTION,
+            # The file name only (the folder may name a person's home directory).
+            recording=None if self._recorder is None else {"file": self._recorder.path.name},
         )
 
     def request_stop(self) -> None:
