@@ -52,6 +52,11 @@ STATUS_KINDS = (
     "missing",
 )
 
+# ``recording.state`` values: nothing more is recorded, or items are being lost from it.
+RECORDING_STATES = ("failed", "lagging")
+# ``hello.mode`` of a server replaying a recorded session (the other documented one: "live").
+REPLAY_MODE = "replay"
+
 IgnoreCategory = Literal["not_json", "unknown_version", "unknown_type", "malformed"]
 
 
@@ -68,7 +73,10 @@ class Hello:
     """``started_t`` is None from a server that does not send it; ``origin_t`` is then the
     hello's own ``t``. ``z_enter`` is the coupling threshold on ``null_z``. ``window_s`` and
     ``lag_s`` (the synchrony window and maximum lag) are None when the hello does not state
-    them; the dashboard then shows no countdown rather than a guessed one."""
+    them; the dashboard then shows no countdown rather than a guessed one.
+    ``recording_file`` is the name of the file the server records to, None when it does
+    not record or its hello predates the field (the two are not told apart: neither may
+    claim a recording is on)."""
 
     session: str
     t: float
@@ -81,6 +89,11 @@ class Hello:
     lag_convention: str
     window_s: float | None = None
     lag_s: float | None = None
+    recording_file: str | None = None
+
+    @property
+    def is_replay(self) -> bool:
+        return self.mode == REPLAY_MODE
 
     @property
     def origin_t(self) -> float:
@@ -156,6 +169,16 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Recording:
+    """The session recording has a problem: ``state`` is one of RECORDING_STATES."""
+
+    session: str
+    t: float
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Other:
     """A documented message the dashboard has no use for (``error``, ``pong``)."""
 
@@ -164,7 +187,7 @@ class Other:
     type: str
 
 
-Message = Hello | Physio | Sync | Episode | Status | Health | Other
+Message = Hello | Physio | Sync | Episode | Status | Health | Recording | Other
 
 
 def _malformed(what: str) -> MessageIgnored:
@@ -259,7 +282,22 @@ def _hello(doc: dict[str, Any], session: str, t: float) -> Hello:
         window_s=window_s,
         lag_s=lag_s,
         lag_convention=_text(doc, "lag_convention", default=LAG_CONVENTION),
+        recording_file=_recording_file(doc),
     )
+
+
+def _recording_file(doc: dict[str, Any]) -> str | None:
+    recording = doc.get("recording")
+    if recording is None:
+        return None
+    if not isinstance(recording, dict):
+        raise _malformed(f"field 'recording' must be an object or null, got {recording!r}")
+    # A hello that says "recording" must say to which file, or the chip would claim a
+    # recording nobody can find afterwards.
+    name = _text(recording, "file")
+    if not name:
+        raise _malformed("field 'recording.file' must not be empty")
+    return name
 
 
 def _physio(doc: dict[str, Any], session: str, t: float) -> Physio:
@@ -358,6 +396,15 @@ def _status(doc: dict[str, Any], session: str, t: float) -> Status:
     )
 
 
+def _recording(doc: dict[str, Any], session: str, t: float) -> Recording:
+    return Recording(
+        session=session,
+        t=t,
+        state=_choice(doc, "state", RECORDING_STATES),
+        detail=_text(doc, "detail", default=""),
+    )
+
+
 def _health(doc: dict[str, Any], session: str, t: float) -> Health:
     streams_doc = doc.get("streams")
     if not isinstance(streams_doc, dict):
@@ -387,6 +434,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any], str, float], Message]] = {
     "episode": _episode,
     "status": _status,
     "health": _health,
+    "recording": _recording,
 }
 _UNUSED_TYPES = ("error", "pong")
 

@@ -18,6 +18,7 @@ from dashboard.messages import (
     MessageIgnored,
     Other,
     Physio,
+    Recording,
     Status,
     Sync,
     decode_message,
@@ -84,6 +85,15 @@ STATUS = {
     "signal": "eda",
     "kind": "stalled",
     "detail": "no samples for 2.0 s",
+}
+RECORDING = {
+    "v": 1,
+    "type": "recording",
+    "session": "room-1",
+    "t": 1250.7,
+    "state": "failed",
+    "detail": "recording stopped: /data/room-1_20261202T100000Z.xdf: cannot write the "
+    "recording (No space left on device); ...",
 }
 HEALTH = {
     "v": 1,
@@ -235,6 +245,13 @@ def test_no_estimate_drops_every_number() -> None:
         (encode(HELLO, signals="hr"), "malformed"),
         (encode(HELLO, started_t="1200"), "malformed"),
         (encode(HELLO, thresholds={"z_enter": "high"}), "malformed"),
+        (encode(HELLO, recording="room-1.xdf"), "malformed"),
+        (encode(HELLO, recording={}), "malformed"),
+        (encode(HELLO, recording={"file": ""}), "malformed"),
+        (encode(HELLO, recording={"file": 3}), "malformed"),
+        (encode(RECORDING, state="paused"), "malformed"),
+        (encode(RECORDING, state=None), "malformed"),
+        (encode(RECORDING, detail=["disk"]), "malformed"),
         ("x" * (2 << 20), "malformed"),
     ],
 )
@@ -283,6 +300,8 @@ def test_arbitrary_json_never_crashes(doc: Any) -> None:
         {**SYNC, "r": doc},
         {**PHYSIO, "values": doc},
         {**HEALTH, "streams": doc},
+        {**HELLO, "recording": doc},
+        {**RECORDING, "state": doc},
     ):
         # Either a typed message or MessageIgnored: any other exception fails the test.
         with contextlib.suppress(MessageIgnored):
@@ -298,3 +317,32 @@ def test_hello_window_and_lag_are_optional() -> None:
     bare = decode_message(encode({k: v for k, v in HELLO.items() if k != "synchrony"}))
     assert isinstance(bare, Hello)
     assert (bare.window_s, bare.lag_s, bare.step_s) == (None, None, 1.0)
+
+
+def test_hello_names_the_recording_file_when_there_is_one() -> None:
+    # Absent (an older server) and null (not recording) both mean: claim no recording.
+    for doc in (HELLO, {**HELLO, "recording": None}):
+        hello = decode_message(encode(doc))
+        assert isinstance(hello, Hello) and hello.recording_file is None
+    recording = decode_message(
+        encode(HELLO, recording={"file": "room-1_20261202T100000Z.xdf", "future": 1})
+    )
+    assert isinstance(recording, Hello)
+    assert recording.recording_file == "room-1_20261202T100000Z.xdf"
+
+
+def test_hello_mode_says_whether_it_is_a_replay() -> None:
+    live = decode_message(encode(HELLO))
+    replay = decode_message(encode(HELLO, mode="replay"))
+    assert isinstance(live, Hello) and isinstance(replay, Hello)
+    assert (live.is_replay, replay.is_replay) == (False, True)
+
+
+@pytest.mark.parametrize("state", ["failed", "lagging"])
+def test_recording_problems_decode(state: str) -> None:
+    message = decode_message(encode(RECORDING, state=state))
+    assert message == Recording(
+        session="room-1", t=1250.7, state=state, detail=str(RECORDING["detail"])
+    )
+    bare = decode_message(encode({k: v for k, v in RECORDING.items() if k != "detail"}))
+    assert isinstance(bare, Recording) and bare.detail == ""
