@@ -19,7 +19,10 @@ Display rules that keep the page from being wrong silently:
   window or the chance level is still filling (the synchrony plot repeats that text while
   it has nothing to draw, so an empty plot never looks broken);
 - the connection pill and every stream badge fall back to grey/unknown while the server is
-  unreachable or silent: a badge never stays green on old news.
+  unreachable or silent: a badge never stays green on old news;
+- a recording problem the server reported stays shown until the session ends (a failed
+  recording does not resume), while "recording" itself is only claimed on live contact;
+- in a replay, losing the server is worded as what it most likely is: the replay ended.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .messages import (
     DEFAULT_Z_ENTER,
     DERIVED_SIGNALS,
     LAG_CONVENTION,
+    REPLAY_MODE,
     ROLES,
     Episode,
     Health,
@@ -44,6 +48,7 @@ from .messages import (
     MessageIgnored,
     Other,
     Physio,
+    Recording,
     Status,
     Sync,
     decode_message,
@@ -83,6 +88,16 @@ ConnectionState = Literal["connecting", "connected", "disconnected"]
 HeaderConnection = Literal["connecting", "connected", "disconnected", "silent"]
 TileKind = Literal["coupled", "anti_phase", "decoupled", "none"]
 BadgeLevel = Literal["ok", "warn", "bad", "unknown"]
+# "on": the hello names a file and the server is in contact; "unknown": it named one but
+# contact is lost (the recording may have ended with the server); "failed" / "lagging":
+# the server's ``recording`` message (messages.RECORDING_STATES).
+RecordingKind = Literal["on", "unknown", "failed", "lagging"]
+
+# What a lost server most likely means in a replay: it stops once it played everything.
+REPLAY_GONE = "Replay ended or server stopped"
+# Start of the replay source's ``connected`` status detail (streamer/player.py), which
+# tells a replayed stream from a live sensor.
+REPLAYING_DETAIL = "replaying"
 
 _STATUS_LEVEL: dict[str, BadgeLevel] = {
     "connected": "ok",
@@ -140,6 +155,16 @@ class BadgeView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingView:
+    """The recording chip next to the stream badges; ``file`` is the file name from the
+    hello ("" when unknown), ``detail`` the server's words on a problem ("" otherwise)."""
+
+    kind: RecordingKind
+    file: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HeaderView:
     session: str | None
     mode: str | None
@@ -147,6 +172,10 @@ class HeaderView:
     connection_detail: str
     lag_convention: str
     ignored_messages: int
+
+    @property
+    def is_replay(self) -> bool:
+        return self.mode == REPLAY_MODE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +189,7 @@ class Updates:
     ``coupling_threshold_z`` is the ``null_z`` above which the server enters an episode.
     ``sync_notes`` holds, per signal, the text the synchrony plot shows over its area while
     the tile shows no state (why the line is missing or ended), "" otherwise.
+    ``recording`` is None when the server records nothing (or does not say).
     """
 
     reset: bool
@@ -173,6 +203,7 @@ class Updates:
     tiles: dict[str, TileView]
     sync_notes: dict[str, str]
     badges: tuple[BadgeView, ...]
+    recording: RecordingView | None
     header: HeaderView
 
 
@@ -298,6 +329,7 @@ class DashboardState:
         "_history_s",
         "_last_message_s",
         "_physio",
+        "_recording_problem",
         "_reset",
         "_retry_at_s",
         "_session",
@@ -375,6 +407,8 @@ class DashboardState:
                 badge.t = message.t
         elif isinstance(message, Health):
             self._on_health(message)
+        elif isinstance(message, Recording):
+            self._on_recording(message)
         elif isinstance(message, Other):
             pass  # error / pong: nothing to display
 
@@ -429,6 +463,8 @@ class DashboardState:
         self._episodes = {signal: _Episodes() for signal in DERIVED_SIGNALS}
         self._episodes_changed: set[str] = set(DERIVED_SIGNALS)
         self._badges: dict[str, _Badge] = {}
+        # Per session: a new session records to a new file, with a clean slate.
+        self._recording_problem: Recording | None = None
         for signal in hello.signals:
             for role in ROLES:
                 self._badge(f"{role}-{SOURCE_SIGNAL[signal]}")
@@ -487,6 +523,14 @@ class DashboardState:
             badge.received = health.received
             badge.lost = health.lost
 
+    def _on_recording(self, message: Recording) -> None:
+        # "failed" is final (nothing more is recorded), so a later "lagging" report cannot
+        # soften it; otherwise the newest report wins, so the backlog a reconnect repeats
+        # leaves the badge as it was.
+        current = self._recording_problem
+        if current is None or _recording_rank(message) >= _recording_rank(current):
+            self._recording_problem = message
+
     # -- display tick --------------------------------------------------------------
 
     def take_updates(self, *, now_s: float) -> Updates:
@@ -514,6 +558,7 @@ class DashboardState:
             # The plot says what the tile says: one explanation, never a bare empty plot.
             sync_notes={s: tile.detail if tile.kind == "none" else "" for s, tile in tiles.items()},
             badges=tuple(self._badge_views(now_s=now_s)),
+            recording=self._recording_view(now_s=now_s),
             header=self._header_view(now_s=now_s),
         )
 
@@ -543,7 +588,8 @@ class DashboardState:
         sync = tile.sync
         hello = self._hello
         if self._connection != "connected":
-            return _no_estimate(signal, "Not connected to the server")
+            replay = hello is not None and hello.is_replay
+            return _no_estimate(signal, REPLAY_GONE if replay else "Not connected to the server")
         if sync is None or hello is None:
             return _no_estimate(signal, "Waiting for the first estimate")
         age_s = now_s - tile.received_at_s
@@ -602,13 +648,28 @@ class DashboardState:
             detail = badge.detail
             if badge.lost:
                 detail = _join(detail, f"{badge.lost} samples lost")
+            kind = badge.kind.replace("_", " ")
+            if badge.kind == "connected" and badge.detail.startswith(REPLAYING_DETAIL):
+                kind = "replaying"  # a recorded stream, not a sensor in the room
             yield BadgeView(
                 stream=stream,
                 label=label,
                 level=_STATUS_LEVEL[badge.kind],
-                kind=badge.kind.replace("_", " "),
+                kind=kind,
                 detail=detail,
             )
+
+    def _recording_view(self, *, now_s: float) -> RecordingView | None:
+        file = self._hello.recording_file if self._hello is not None else None
+        problem = self._recording_problem
+        if problem is not None:
+            # Shown whatever the connection: the recording is incomplete either way.
+            kind: RecordingKind = "failed" if problem.state == "failed" else "lagging"
+            return RecordingView(kind=kind, file=file or "", detail=problem.detail)
+        if file is None:
+            return None
+        in_contact = self._connection == "connected" and self._silent_s(now_s=now_s) is None
+        return RecordingView(kind="on" if in_contact else "unknown", file=file, detail="")
 
     def _header_view(self, *, now_s: float) -> HeaderView:
         detail = self._connection_detail
@@ -616,10 +677,12 @@ class DashboardState:
         if self._connection == "disconnected" and self._retry_at_s is not None:
             wait_s = max(0.0, self._retry_at_s - now_s)
             detail = _join(detail, f"retrying in {wait_s:.0f} s")
+        hello = self._hello
+        if self._connection == "disconnected" and hello is not None and hello.is_replay:
+            detail = _join(REPLAY_GONE, detail)
         if (silent_s := self._silent_s(now_s=now_s)) is not None:
             connection = "silent"
             detail = f"nothing from the server for {silent_s:.0f} s"
-        hello = self._hello
         return HeaderView(
             session=self._session,
             mode=hello.mode if hello is not None else None,
@@ -633,6 +696,10 @@ class DashboardState:
 def _join(detail: str, more: str) -> str:
     """``more`` appended to a possibly empty ``detail``."""
     return f"{detail}; {more}" if detail else more
+
+
+def _recording_rank(message: Recording) -> tuple[bool, float]:
+    return (message.state == "failed", message.t)
 
 
 def _stream_order(stream: str) -> tuple[int, str]:

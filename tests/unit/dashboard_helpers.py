@@ -21,15 +21,18 @@ def hello(
     started_t: float | None = None,
     z_enter: float | None = None,
     synchrony: dict[str, float] | None = None,
+    mode: str = "live",
+    recording_file: str | None = None,
 ) -> str:
-    """A hello; ``started_t`` and ``thresholds`` are only sent when given (as from a
-    server that predates them); ``synchrony`` replaces the default 30 s window, 5 s lag."""
+    """A hello; ``started_t``, ``thresholds`` and ``recording`` are only sent when given
+    (as from a server that predates them); ``synchrony`` replaces the default 30 s window,
+    5 s lag."""
     doc: dict[str, Any] = {
         "v": 1,
         "type": "hello",
         "session": session,
         "t": t,
-        "mode": "live",
+        "mode": mode,
         "signals": list(signals),
         "grid_hz": grid_hz,
         "synchrony": (
@@ -41,7 +44,29 @@ def hello(
         doc["started_t"] = started_t
     if z_enter is not None:
         doc["thresholds"] = {"z_enter": z_enter, "z_exit": 1.5}
+    if recording_file is not None:
+        doc["recording"] = {"file": recording_file}
     return json.dumps(doc)
+
+
+def recording(
+    state: str = "failed",
+    *,
+    t: float = T0 + 10,
+    detail: str = "recording stopped: room-1.xdf: cannot write the recording (No space left "
+    "on device)",
+) -> str:
+    """A ``recording`` problem report, as the server sends it when the recorder fails."""
+    return json.dumps(
+        {
+            "v": 1,
+            "type": "recording",
+            "session": "room-1",
+            "t": t,
+            "state": state,
+            "detail": detail,
+        }
+    )
 
 
 def physio(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dashboard.state import DashboardState, Updates
 from dsp.exceptions import ConfigError
-from tests.unit.dashboard_helpers import T0, connected, hello, physio, sync
+from tests.unit.dashboard_helpers import T0, connected, hello, physio, recording, sync
 
 
 def no_estimate(t: float, reason: str = "warming up") -> str:
@@ -651,3 +651,102 @@ def test_feed_side_loss_greys_the_pill_and_every_badge() -> None:
     assert {(b.level, b.detail) for b in updates.badges} == {
         ("unknown", "no connection to the server")
     }
+
+
+FILE = "room-1_20261202T100000Z.xdf"
+
+
+def test_no_recording_chip_unless_the_hello_names_a_file() -> None:
+    # An older server (no field) and a server that records nothing look alike: no claim.
+    assert connected(hello()).take_updates(now_s=0.0).recording is None
+    view = connected(hello(recording_file=FILE)).take_updates(now_s=0.0).recording
+    assert view is not None and (view.kind, view.file, view.detail) == ("on", FILE, "")
+
+
+def test_recording_is_only_claimed_while_in_contact() -> None:
+    state = connected(hello(recording_file=FILE), now_s=0.0)
+    silent = state.take_updates(now_s=7.0).recording  # past SILENT_S without a message
+    assert silent is not None and silent.kind == "unknown"
+    state.on_disconnected(reason="connection lost", now_s=8.0, retry_in_s=1.0)
+    lost = state.take_updates(now_s=8.0).recording
+    assert lost is not None and lost.kind == "unknown"
+
+
+@pytest.mark.parametrize("problem", ["failed", "lagging"])
+def test_recording_problem_replaces_the_chip_and_outlives_the_connection(problem: str) -> None:
+    state = connected(hello(recording_file=FILE), recording(problem, detail="disk gone"))
+    view = state.take_updates(now_s=0.0).recording
+    assert view is not None and (view.kind, view.file, view.detail) == (problem, FILE, "disk gone")
+    # The file is incomplete whatever happens to the connection later.
+    state.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=1.0)
+    after = state.take_updates(now_s=1.0).recording
+    assert after is not None and after.kind == problem
+    state.on_connected()
+    state.feed(hello(recording_file=FILE), now_s=2.0)  # a reconnect to the same session
+    again = state.take_updates(now_s=2.0).recording
+    assert again is not None and again.kind == problem
+
+
+def test_recording_problem_is_shown_even_without_the_hello_field() -> None:
+    # A server that does not announce its recording can still report it failing.
+    view = connected(hello(), recording("failed")).take_updates(now_s=0.0).recording
+    assert view is not None and (view.kind, view.file) == ("failed", "")
+
+
+def test_a_failed_recording_is_never_softened_to_lagging() -> None:
+    state = connected(
+        hello(recording_file=FILE),
+        recording("lagging", t=T0 + 1, detail="losing items"),
+        recording("failed", t=T0 + 2, detail="disk full"),
+        recording("lagging", t=T0 + 3, detail="still losing"),
+        # The backlog of a reconnect repeats the older reports.
+        recording("lagging", t=T0 + 1, detail="losing items"),
+    )
+    view = state.take_updates(now_s=0.0).recording
+    assert view is not None and (view.kind, view.detail) == ("failed", "disk full")
+
+
+def test_recording_problem_ends_with_the_session() -> None:
+    state = connected(hello(recording_file=FILE), recording("failed"))
+    state.feed(hello("room-2", recording_file="room-2.xdf"), now_s=0.0)
+    view = state.take_updates(now_s=0.0).recording
+    assert view is not None and (view.kind, view.file) == ("on", "room-2.xdf")
+    # A recording report of another session is not this page's news.
+    state.feed(recording("failed"), now_s=0.0)
+    view = state.take_updates(now_s=0.0).recording
+    assert view is not None and view.kind == "on"
+    assert state.ignored.get("wrong_session") == 1
+
+
+REPLAY_DETAIL = "replaying a generic-ecg stream, 2 ch, 256 Hz"
+
+
+def test_replayed_streams_say_replaying_not_connected() -> None:
+    state = connected(
+        hello(mode="replay"),
+        status("connected", role="therapist", signal="ecg", detail=REPLAY_DETAIL),
+        status("connected", role="client", signal="ecg", detail="LSL stream found"),
+        status("stalled", role="client", signal="eda", detail="replaying paused"),
+    )
+    badges = {b.stream: b for b in state.take_updates(now_s=0.0).badges}
+    assert (badges["therapist-ecg"].level, badges["therapist-ecg"].kind) == ("ok", "replaying")
+    assert badges["therapist-ecg"].detail == REPLAY_DETAIL
+    assert badges["client-ecg"].kind == "connected"  # a live source's detail
+    assert badges["client-eda"].kind == "stalled"  # a problem is never worded away
+
+
+def test_replay_ending_is_worded_as_such() -> None:
+    state = connected(hello(mode="replay"), sync(1001.0), now_s=0.0)
+    assert state.take_updates(now_s=0.0).header.is_replay
+    state.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=2.0)
+    updates = state.take_updates(now_s=1.0)
+    assert updates.tiles["hr"].detail == "Replay ended or server stopped"
+    assert updates.header.connection_detail == (
+        "Replay ended or server stopped; connection lost; retrying in 2 s"
+    )
+    live = connected(hello(), sync(1001.0), now_s=0.0)
+    live.on_disconnected(reason="connection lost", now_s=1.0, retry_in_s=2.0)
+    live_updates = live.take_updates(now_s=1.0)
+    assert not live_updates.header.is_replay
+    assert live_updates.tiles["hr"].detail == "Not connected to the server"
+    assert "Replay" not in live_updates.header.connection_detail
