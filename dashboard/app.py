@@ -57,6 +57,7 @@ from .views import (
     THRESHOLD_COLOR,
     WAITING_HTML,
     render_badges,
+    render_contact_lost,
     render_header,
     render_tile,
 )
@@ -418,12 +419,16 @@ class DashboardView:
             for section in self.sections.values():
                 section.clear()
         self.waiting.visible = not updates.signals
+        replay = updates.header.is_replay
+        # The lost-contact words travel ahead of the loss: once it happens the browser can
+        # no longer ask for them.
+        _set_text(self.banner, render_contact_lost(replay=replay))
         ceiling_z = max(updates.coupling_threshold_z + SYNC_HEADROOM_Z, SYNC_FLOOR_Z + 1.0)
         for signal, section in self.sections.items():
             section.layout.visible = signal in updates.signals
             section.set_threshold(updates.coupling_threshold_z)
             section.set_note(updates.sync_notes[signal])
-            _set_text(section.tile, render_tile(updates.tiles[signal]))
+            _set_text(section.tile, render_tile(updates.tiles[signal], replay=replay))
         for (signal, role), rows in updates.physio.items():
             self.sections[signal].physio[role].stream(dict(rows), rollover=updates.physio_rollover)
         for signal, rows in updates.sync.items():
@@ -437,7 +442,7 @@ class DashboardView:
         for signal, table in updates.episodes.items():
             self.sections[signal].episodes.data = table
         _set_text(self.header, render_header(updates.header))
-        _set_text(self.badges, render_badges(updates.badges))
+        _set_text(self.badges, render_badges(updates.badges, recording=updates.recording))
 
 
 def _set_text(div: Div, html: str) -> None:

@@ -13,13 +13,17 @@ Colours are from the Okabe & Ito (2008) colour-blind-safe palette ("Color Univer
 Design"): therapist blue and client orange are distinguishable under every common
 colour-vision deficiency, and the state colours never carry meaning alone (each state is
 also spelled out).
+
+A replay says so in the header (never mistaken for a live session), and its lost-contact
+words say the replay probably ended; a recording shows as a neutral chip next to the
+stream badges, and a recording problem as a warning badge that stays for the session.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from .state import BadgeView, HeaderView, TileView
+from .state import REPLAY_GONE, BadgeView, HeaderView, RecordingView, TileView
 
 THERAPIST_COLOR = "#0072B2"  # Okabe-Ito blue
 CLIENT_COLOR = "#E69F00"  # Okabe-Ito orange
@@ -72,6 +76,15 @@ CSS = """
 :host(.lost) .badge { color: #888; border-color: #ddd; background: #fafafa; }
 :host(.lost) .badge .dot { background: #c8c8c8; }
 .convention { font-size: 13px; color: #555; }
+/* A replay must never pass for a live session: a boxed tag in sky blue (Okabe-Ito), not
+   the session line's grey. */
+.mode-replay { display: inline-block; padding: 1px 8px; margin-left: 4px; border-radius: 4px;
+  font-weight: 600; color: #005a87; border: 1px solid #56B4E9; background: #eaf5fc; }
+.rec { font-size: 13px; padding: 3px 10px; border-radius: 6px; border: 1px solid #ccc;
+  background: #fff; color: #444; }
+.rec-mark { color: #555; margin-right: 4px; }
+.rec-unknown { color: #888; border-color: #ddd; background: #fafafa; }
+.rec-detail { color: #666; font-size: 12px; }
 .badges { display: flex; gap: 10px; flex-wrap: wrap; padding: 6px 4px; }
 .badge { font-size: 13px; padding: 3px 10px; border-radius: 6px; border: 1px solid #ddd;
   background: #fafafa; }
@@ -115,12 +128,21 @@ CONNECTION_LABELS = {
 }
 LOST_LABEL = "No contact"
 LOST_TILE_DETAIL = "Lost contact with the dashboard server"
+# HeaderView.mode -> the words after the session name; another mode is shown as sent.
+MODE_LABELS = {"live": "live", "replay": "Replay of a recorded session"}
+# What a recording problem (RecordingView.kind) means for the clinician, before the
+# server's own words.
+RECORDING_PROBLEMS = {
+    "failed": "Recording stopped — disk full or failing",
+    "lagging": "Recording incomplete — the disk cannot keep up, some data is not saved",
+}
+RECORDING_ON = "Recording"
+RECORDING_UNKNOWN = "Recording: unknown"
 
 
 def render_header(view: HeaderView) -> str:
     session = (
-        f'<span class="session">Session <b>{escape(view.session)}</b>'
-        f"{' · ' + escape(view.mode) if view.mode else ''}</span>"
+        f'<span class="session">Session <b>{escape(view.session)}</b>{_mode_html(view)}</span>'
         if view.session
         else '<span class="session muted">No session yet</span>'
     )
@@ -146,12 +168,22 @@ def render_header(view: HeaderView) -> str:
     )
 
 
-def render_tile(view: TileView) -> str:
+def _mode_html(view: HeaderView) -> str:
+    if not view.mode:
+        return ""
+    label = escape(MODE_LABELS.get(view.mode, view.mode))
+    if view.is_replay:
+        return f' · <span class="mode-replay">{label}</span>'
+    return f" · {label}"
+
+
+def render_tile(view: TileView, *, replay: bool = False) -> str:
+    """``replay``: the session is a replay, whose server stops once it played everything."""
     lost = TileView(
         signal=view.signal,
         kind="none",
         headline="No estimate",
-        detail=LOST_TILE_DETAIL,
+        detail=REPLAY_GONE if replay else LOST_TILE_DETAIL,
         figures="",
     )
     return _tile_html(view, "live-only") + _tile_html(lost, "lost-only")
@@ -172,9 +204,11 @@ def _tile_html(view: TileView, variant: str) -> str:
     )
 
 
-def render_badges(badges: tuple[BadgeView, ...]) -> str:
+def render_badges(badges: tuple[BadgeView, ...], *, recording: RecordingView | None = None) -> str:
+    """The stream badges, then the recording chip (none when ``recording`` is None)."""
+    chip = _recording_html(recording) if recording is not None else ""
     if not badges:
-        return '<div class="badges"><span class="muted">Sensor streams: waiting</span></div>'
+        return f'<div class="badges"><span class="muted">Sensor streams: waiting</span>{chip}</div>'
     items = "".join(
         f'<span class="badge level-{b.level}" title="{escape(b.detail)}">'
         f'<span class="dot"></span>{escape(b.label)}: '
@@ -184,7 +218,27 @@ def render_badges(badges: tuple[BadgeView, ...]) -> str:
         "</span>"
         for b in badges
     )
-    return f'<div class="badges">{items}</div>'
+    return f'<div class="badges">{items}{chip}</div>'
+
+
+def _recording_html(view: RecordingView) -> str:
+    if view.kind in RECORDING_PROBLEMS:
+        # The same in both page states: the file is incomplete whether or not the server
+        # is still reachable, so this is not greyed with the live badges.
+        detail = f' <span class="rec-detail">({escape(view.detail)})</span>' if view.detail else ""
+        return (
+            f'<span class="rec level-warn" title="{escape(view.detail)}">'
+            f'<span class="dot"></span>{escape(RECORDING_PROBLEMS[view.kind])}{detail}</span>'
+        )
+    unknown = f'<span class="rec rec-unknown">{RECORDING_UNKNOWN}</span>'
+    if view.kind == "unknown":
+        return unknown
+    # Once the browser loses its server nobody can say the recording goes on.
+    return (
+        f'<span class="rec rec-on live-only" title="Recording to {escape(view.file)}">'
+        f'<span class="rec-mark">●</span>{RECORDING_ON}</span>'
+        f'<span class="lost-only">{unknown}</span>'
+    )
 
 
 CONTACT_LOST_HTML = (
@@ -192,4 +246,17 @@ CONTACT_LOST_HTML = (
     "shown below is frozen and may be out of date. The page retries by itself; if dyadsync "
     "was stopped, reload the page once it is running again.</div>"
 )
+# A replay's server stops at the end of the file (unless --keep-open): the usual case,
+# not an accident, so the banner says so first.
+REPLAY_LOST_HTML = (
+    f'<div class="contact-lost lost-only">{REPLAY_GONE}: what is shown below is where the '
+    "replay stopped. To see it again, replay the file once more and reload this page.</div>"
+)
+
+
+def render_contact_lost(*, replay: bool) -> str:
+    """The banner shown once the browser loses its dashboard server."""
+    return REPLAY_LOST_HTML if replay else CONTACT_LOST_HTML
+
+
 WAITING_HTML = '<div class="waiting">Waiting for the dyadsync server…</div>'

@@ -18,9 +18,23 @@ from bokeh.models.widgets.markups import Div
 from bokeh.plotting import figure
 
 from dashboard.app import DashboardView
-from dashboard.state import BadgeView, DashboardState, HeaderView, TileView
-from dashboard.views import CSS, SESSION_TIME_JS, render_badges, render_header, render_tile
-from tests.unit.dashboard_helpers import connected, hello, physio, shown_text, sync
+from dashboard.state import (
+    BadgeView,
+    DashboardState,
+    HeaderView,
+    RecordingKind,
+    RecordingView,
+    TileView,
+)
+from dashboard.views import (
+    CSS,
+    SESSION_TIME_JS,
+    render_badges,
+    render_contact_lost,
+    render_header,
+    render_tile,
+)
+from tests.unit.dashboard_helpers import connected, hello, physio, recording, shown_text, sync
 
 
 def test_server_text_is_escaped() -> None:
@@ -331,3 +345,101 @@ def test_browser_greys_on_connection_lost_without_bokehs_toast() -> None:
     for name in ("header", "stream_badges", "state_hr", "state_scl", "state_phasic"):
         div = doc.get_model_by_name(name)
         assert isinstance(div, Div) and "dyadsync-text" in div.css_classes, name
+
+
+def _header(*, mode: str | None) -> str:
+    return render_header(
+        HeaderView(
+            session="room-1",
+            mode=mode,
+            connection="connected",
+            connection_detail="",
+            lag_convention="x",
+            ignored_messages=0,
+        )
+    )
+
+
+def test_a_replay_is_unmistakable_in_the_header() -> None:
+    replay = _header(mode="replay")
+    assert "Session room-1 · Replay of a recorded session" in shown_text(replay)
+    assert 'class="mode-replay"' in replay
+    # Still stated once the browser lost its server: the frozen page is of a replay.
+    assert "Replay of a recorded session" in shown_text(replay, lost=True)
+    live = _header(mode="live")
+    assert "Session room-1 · live" in shown_text(live)
+    assert "Replay" not in live and "mode-replay" not in live
+    # A mode this dashboard does not know is shown as sent, escaped.
+    assert "Session room-1 · <b>x</b>" in shown_text(_header(mode="<b>x</b>"))
+
+
+def test_replay_lost_contact_words_say_the_replay_ended() -> None:
+    tile = TileView(signal="hr", kind="coupled", headline="Coupled", detail="x", figures="")
+    assert shown_text(render_tile(tile, replay=True), lost=True) == (
+        "Heart rate synchrony No estimate Replay ended or server stopped"
+    )
+    assert shown_text(render_tile(tile, replay=True)) == shown_text(render_tile(tile))
+    banner = shown_text(render_contact_lost(replay=True), lost=True)
+    assert banner.startswith("Replay ended or server stopped:"), banner
+    assert "Lost contact" not in banner
+    assert shown_text(render_contact_lost(replay=False), lost=True).startswith("Lost contact")
+    assert shown_text(render_contact_lost(replay=True)) == ""  # only once the server is gone
+
+
+def _recording_chip(kind: RecordingKind, detail: str = "") -> str:
+    ok = BadgeView(
+        stream="therapist-ecg", label="Therapist ECG", level="ok", kind="connected", detail=""
+    )
+    return render_badges(
+        (ok,), recording=RecordingView(kind=kind, file="room-1_x.xdf", detail=detail)
+    )
+
+
+def test_recording_chip_is_neutral_and_not_claimed_once_contact_is_lost() -> None:
+    html = _recording_chip("on")
+    assert shown_text(html) == "Therapist ECG: connected ● Recording"
+    assert shown_text(html, lost=True) == "Therapist ECG: unknown Recording: unknown"
+    assert 'title="Recording to room-1_x.xdf"' in html
+    assert "level-" not in html.split("Therapist ECG")[1]  # not a status colour
+    assert shown_text(_recording_chip("unknown")) == "Therapist ECG: connected Recording: unknown"
+    assert "Recording" not in render_badges(())  # nothing recorded: no chip
+    waiting = render_badges((), recording=RecordingView(kind="on", file="f.xdf", detail=""))
+    assert shown_text(waiting) == "Sensor streams: waiting ● Recording"
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("failed", "Recording stopped — disk full or failing"),
+        ("lagging", "Recording incomplete — the disk cannot keep up, some data is not saved"),
+    ],
+)
+def test_recording_problem_badge_in_the_warning_colour(kind: RecordingKind, words: str) -> None:
+    html = _recording_chip(kind, detail="cannot write <room-1.xdf> (No space left on device)")
+    expected = f"{words} (cannot write <room-1.xdf> (No space left on device))"
+    assert shown_text(html) == f"Therapist ECG: connected {expected}"
+    # Still true when the server is gone: the file is incomplete either way.
+    assert shown_text(html, lost=True) == f"Therapist ECG: unknown {expected}"
+    assert "<room-1.xdf>" not in html  # the server's words are escaped
+    assert 'class="rec level-warn"' in html
+    warn = next(rule for rule in CSS.split("}") if rule.strip().startswith(".level-warn {"))
+    assert "#E69F00" in warn  # the Okabe-Ito orange of the other warnings
+    bare = shown_text(_recording_chip(kind))
+    assert bare == f"Therapist ECG: connected {words}"  # no empty "()"
+
+
+def test_page_shows_recording_and_replay_end_to_end() -> None:
+    view, _ = _view_after(
+        hello(signals=("hr",), mode="replay", recording_file="room-1_x.xdf"),
+        recording("failed", detail="disk full"),
+    )
+    assert shown_text(view.badges.text).endswith(
+        "Recording stopped — disk full or failing (disk full)"
+    )
+    assert "Replay of a recorded session" in shown_text(view.header.text)
+    assert shown_text(view.banner.text, lost=True).startswith("Replay ended or server stopped")
+    tile = view.sections["hr"].tile.text
+    assert "Replay ended or server stopped" in shown_text(tile, lost=True)
+    live, _ = _view_after(hello(signals=("hr",), recording_file="room-1_x.xdf"))
+    assert shown_text(live.badges.text).endswith("● Recording")
+    assert shown_text(live.banner.text, lost=True).startswith("Lost contact")
