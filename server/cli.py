@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from server.app import BoundPorts, ServeOptions
     from server.catalogue import RecordingOptions
-    from streamer.player import Replay
     from server.service import RunSummary
+    from streamer.player import Replay
     from streamer.scenario import Scenario
     from streamer.session import SessionConfig
 
