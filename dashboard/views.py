@@ -82,7 +82,7 @@ CSS = """
   font-weight: 600; color: #005a87; border: 1px solid #56B4E9; background: #eaf5fc; }
 .rec { font-size: 13px; padding: 3px 10px; border-radius: 6px; border: 1px solid #ccc;
   background: #fff; color: #444; }
-.rec-mark { color: #555; margin-right: 4px; }
+.rec-mark { color: #555; }
 .rec-unknown { color: #888; border-color: #ddd; background: #fafafa; }
 .rec-detail { color: #666; font-size: 12px; }
 .badges { display: flex; gap: 10px; flex-wrap: wrap; padding: 6px 4px; }
@@ -236,7 +236,7 @@ def _recording_html(view: RecordingView) -> str:
     # Once the browser loses its server nobody can say the recording goes on.
     return (
         f'<span class="rec rec-on live-only" title="Recording to {escape(view.file)}">'
-        f'<span class="rec-mark">●</span>{RECORDING_ON}</span>'
+        f'<span class="rec-mark">●</span> {RECORDING_ON}</span>'
         f'<span class="lost-only">{unknown}</span>'
     )
 

@@ -5,10 +5,16 @@ dashboard) as a subprocess, loads the URL it prints, and checks that the page re
 plots, that the Bokeh document carries the named models, that their data change over
 time, that early pages explain their empty synchrony plots, and that both connection
 losses grey the page: the demo's own page loses its Bokeh server (browser side) while a
-second dashboard, in its own process, loses the dyadsync websocket (server side). Saves
-``artifacts/dashboard.png`` (plus ``dashboard-early.png``, ``dashboard-lost-browser.png``,
-``dashboard-lost-feed.png``); with ``DYADSYNC_UPDATE_SCREENSHOT=1`` also
-``docs/dashboard.png`` (the README screenshot).
+second dashboard, in its own process, loses the dyadsync websocket (server side). The
+demo records (to a temporary folder and session store), so the page shows the recording
+chip. Saves ``artifacts/dashboard.png`` (plus ``dashboard-early.png``,
+``dashboard-lost-browser.png``, ``dashboard-lost-feed.png``); with
+``DYADSYNC_UPDATE_SCREENSHOT=1`` also ``docs/dashboard.png`` (the README screenshot).
+
+A disk failing mid-session cannot be provoked cheaply in the real chain, so a second test
+drives the dashboard from a scripted protocol-v1 server playing a replay whose recording
+failed: the badge and the replay wording as the browser draws them
+(``artifacts/dashboard-recording-failed.png``, ``dashboard-replay-ended.png``).
 """
 
 from __future__ import annotations
@@ -75,10 +81,59 @@ asyncio.run(main())
 """
 
 
-class DemoProcess:
-    """A command in the background (by default `dyadsync demo`), stdout drained by a thread."""
+# A protocol-v1 server scripted as a replay whose recording failed, plus a dashboard on it,
+# in one process: stopping it ends the "replay" the way `dyadsync replay` does.
+_SCRIPTED_REPLAY = """
+import asyncio, json, sys, time
+from websockets.asyncio.server import serve
+from dashboard.serve import start_dashboard
 
-    def __init__(self, log_path: Path, command: list[str] | None = None) -> None:
+def message(message_type, **fields):  # not "kind": a status message has a kind field
+    return json.dumps(
+        {"v": 1, "type": message_type, "session": "room-1", "t": time.time(), **fields})
+
+async def handler(ws):
+    await ws.send(message(
+        "hello", mode="replay", started_t=time.time() - 60, signals=["hr", "scl"],
+        grid_hz=4.0, synchrony={"window_s": 30.0, "lag_s": 5.0, "step_s": 1.0},
+        lag_convention="positive lag = client follows therapist",
+        recording={"file": "room-1_20261202T100000Z.xdf"}))
+    for stream in ("therapist-ecg", "therapist-eda", "client-ecg", "client-eda"):
+        role, signal = stream.split("-")
+        await ws.send(message("status", role=role, signal=signal, kind="connected",
+                              detail=f"replaying a generic-{signal} stream, 2 ch, 256 Hz"))
+    await ws.send(message("recording", state="failed", detail=(
+        "recording stopped: room-1_20261202T100000Z.xdf: cannot write the recording "
+        "(No space left on device)")))
+    while True:  # health keeps the page from reading the server as silent
+        await asyncio.sleep(1.0)
+        await ws.send(message("health", streams={}))
+
+async def main():
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=int(sys.argv[1]))
+        print("Dashboard: " + handle.url, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class DemoProcess:
+    """A command in the background (by default `dyadsync demo`), stdout drained by a thread.
+
+    ``env`` is added to this process's environment; ``record`` is the demo's ``--record``
+    folder (the demo records nothing without it)."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        command: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        record: Path | None = None,
+    ) -> None:
         self.ws_port = _free_port()
         command = command or [
             str(Path(sys.executable).parent / "dyadsync"),
@@ -90,6 +145,7 @@ class DemoProcess:
             str(self.ws_port),
             "--dashboard-port",
             str(_free_port()),
+            *(["--record", str(record)] if record is not None else []),
         ]
         self.what = " ".join(Path(part).name for part in command[:2])
         self._stderr = log_path.open("w")
@@ -100,6 +156,7 @@ class DemoProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -145,7 +202,15 @@ class DemoProcess:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
-    process = DemoProcess(tmp_path_factory.mktemp("demo") / "demo-stderr.log")
+    folder = tmp_path_factory.mktemp("demo")
+    recordings = folder / "recordings"
+    recordings.mkdir()
+    # The recording's catalogue row goes to a store of its own, never the user's.
+    process = DemoProcess(
+        folder / "demo-stderr.log",
+        env={"DYADSYNC_STORE": str(folder / "store.sqlite3")},
+        record=recordings,
+    )
     try:
         yield process
     finally:
@@ -316,6 +381,12 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
             assert page.locator("canvas").count() >= 2 * len(signals)  # the plots were drawn
             header = page.locator(".header").inner_text()
             assert "Connected" in header, header
+            # The demo records: a neutral chip says so, naming the file in its tooltip.
+            chip = page.locator(".rec:visible")
+            assert chip.all_inner_texts() == ["● Recording"]
+            title = chip.first.get_attribute("title") or ""
+            assert title.startswith("Recording to ") and title.endswith(".xdf"), title
+            assert "/" not in title  # the file name only, never the folder
             assert "positive lag" in header.lower()  # the lag convention is stated
 
             before = {name: _model_data(page, name) for name in physio}
@@ -394,6 +465,8 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
             demo.stop()
             page.locator(".contact-lost").wait_for(state="visible", timeout=15_000)
             _assert_grey(page, pill="No contact")
+            # Nobody can say the recording goes on once the server is gone.
+            assert page.locator(".rec:visible").all_inner_texts() == ["Recording: unknown"]
             assert "Lost contact" in page.locator(".tile:visible").first.inner_text()
             # Bokeh's reconnect toast no longer lies over the lag convention.
             box = page.locator(".convention").bounding_box()
@@ -409,6 +482,7 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
             )
             feed_page.wait_for_timeout(600)  # a display tick for badges and tiles
             _assert_grey(feed_page, pill="Disconnected")
+            assert feed_page.locator(".rec:visible").all_inner_texts() == ["Recording: unknown"]
             # Its own server is fine: only the data link is gone, which the pill says.
             assert not feed_page.locator(".contact-lost").is_visible()
             for tile in feed_page.locator(".tile:visible").all_inner_texts():
@@ -416,4 +490,59 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
             feed_page.screenshot(path=str(artifacts / "dashboard-lost-feed.png"), full_page=True)
         finally:
             browser.close()
+    assert page_errors == [], f"JavaScript errors on the page: {page_errors}"
+
+
+WARNING_ORANGE = "rgb(230, 159, 0)"  # Okabe-Ito orange, the warning level's border
+
+
+def test_recording_failure_badge_and_replay_end(tmp_path: Path) -> None:
+    scripted = DemoProcess(
+        tmp_path / "scripted-stderr.log",
+        [sys.executable, "-c", _SCRIPTED_REPLAY, str(_free_port())],
+    )
+    page_errors: list[str] = []
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    try:
+        url = scripted.dashboard_url()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = _open(browser, url, page_errors)
+                badge = page.locator(".rec.level-warn")
+                badge.wait_for(state="visible", timeout=10_000)
+                assert badge.inner_text() == (
+                    "Recording stopped — disk full or failing (recording stopped: "
+                    "room-1_20261202T100000Z.xdf: cannot write the recording (No space left "
+                    "on device))"
+                )
+                assert badge.evaluate("(e) => getComputedStyle(e).borderColor") == WARNING_ORANGE
+                # The failure replaced the "Recording" chip: one recording item only.
+                assert page.locator(".rec:visible").count() == 1
+                page.wait_for_timeout(600)  # a display tick after the statuses
+                assert page.locator(".badge").all_inner_texts() == [
+                    f"{who} {signal}: replaying"
+                    for who in ("Therapist", "Client")
+                    for signal in ("ECG", "EDA")
+                ]
+                header = page.locator(".header").inner_text()
+                assert "Replay of a recorded session" in header, header
+                page.screenshot(
+                    path=str(artifacts / "dashboard-recording-failed.png"), full_page=True
+                )
+
+                scripted.stop()  # the replay's end: its server stops
+                banner = page.locator(".contact-lost")
+                banner.wait_for(state="visible", timeout=15_000)
+                assert banner.inner_text().startswith("Replay ended or server stopped:")
+                for tile in page.locator(".tile:visible").all_inner_texts():
+                    assert "Replay ended or server stopped" in tile, tile
+                # The recording is still known to be incomplete after the end.
+                assert page.locator(".rec.level-warn").is_visible()
+                page.screenshot(path=str(artifacts / "dashboard-replay-ended.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        scripted.stop()
     assert page_errors == [], f"JavaScript errors on the page: {page_errors}"
