@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import time
@@ -201,14 +202,7 @@ class SessionService:
             for source in self._sources:
                 source.close()
         recording = self._recorder.close() if self._recorder is not None else None
-        summary = self.summary()
-        return RunSummary(
-            updates_sent=summary.updates_sent,
-            messages_published=summary.messages_published,
-            dropped_messages=summary.dropped_messages,
-            streams=summary.streams,
-            recording=recording,
-        )
+        return dataclasses.replace(self.summary(), recording=recording)
 
     def _start_recording(self) -> None:
         if self._recorder is None:

@@ -828,8 +828,12 @@ def open_session_inlets(
     """
     inlets = inlets_for_session(session, config=config)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(i.stream is not None for i in inlets):
-        time.sleep(0.02)
+    try:
+        while time.monotonic() < deadline and not all(i.stream is not None for i in inlets):
+            time.sleep(0.02)
+    except BaseException:  # a stop signal while waiting: leave no inlet threads behind
+        close_inlets(inlets)
+        raise
     missing = [inlet for inlet in inlets if inlet.stream is None]
     if missing:
         close_inlets(inlets)
