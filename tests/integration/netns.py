@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
+import pytest
+
 # liblsl sends its discovery queries to 224.0.0.0/4 (and 239.255.x.x); this route is what
 # a machine with a network card has and a loopback-only one lacks.
 _MULTICAST_ROUTE = "ip route add 224.0.0.0/4 dev lo"
@@ -42,3 +44,22 @@ def run_offline(
         env=None if env is None else dict(env),
         check=False,
     )
+
+
+def has_multicast_route() -> bool:
+    """Whether this machine can send to liblsl's multicast group (an offline loopback-only
+    machine cannot)."""
+    done = subprocess.run(
+        ["ip", "route", "get", "239.255.172.215"], capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0
+
+
+# LabRecorderCLI resolves streams once, by multicast: without a multicast route it finds
+# none, whatever the liblsl configuration (checked with the shipped lsl_api.cfg in the
+# working folder and in LSLAPICFG). dyadsync itself records there (its own writer); only
+# the comparison with LabRecorder cannot run on such a machine.
+NEEDS_MULTICAST_FOR_LABRECORDER = pytest.mark.skipif(
+    not has_multicast_route(),
+    reason="LabRecorderCLI cannot discover LSL streams without a multicast route",
+)

@@ -98,9 +98,10 @@ def test_every_raw_sample_is_recorded_with_its_header(recorded: Recorded) -> Non
         ours = info["desc"][0]["dyadsync"][0]
         assert ours["role"] == [role] and ours["signal"] == [signal_kind]
         assert ours["kind"] == ["raw"] and ours["counter_channel"] == ["1"]
-        # Every sample the session received, once, in order (the counter channel).
+        # Every sample the session received, once, in order (the counter channel; the
+        # first is whatever the simulator had reached when the inlet connected).
         counters = stream["time_series"][:, 1]
-        np.testing.assert_array_equal(counters, np.arange(counters.shape[0]))
+        np.testing.assert_array_equal(counters, counters[0] + np.arange(counters.shape[0]))
         assert counters.shape[0] == recorded.summary[key]
         for kind in ("hr", "scl", "phasic"):
             assert streams[f"dyadsync-{role}-{kind}"]["time_series"].shape[1] == 2
@@ -222,7 +223,7 @@ def test_a_killed_recording_repairs_and_loses_at_most_its_last_second(tmp_path: 
         for key in RAW:
             stamps = streams[key]["time_stamps"]
             counters = streams[key]["time_series"][:, 1]
-            np.testing.assert_array_equal(counters, np.arange(counters.shape[0]))
+            np.testing.assert_array_equal(counters, counters[0] + np.arange(counters.shape[0]))
             # The newest sample kept was sent at most a second (plus the simulator's
             # 0.1 s chunk and one 50 ms poll) before the kill.
             assert killed_at - stamps[-1] <= 1.0 + 0.15, (key, killed_at - stamps[-1])

@@ -18,8 +18,9 @@ from dsp.types import Frame, Role, SignalKind, StatusKind
 from streamer.player import open_replay, publish_replay
 from streamer.session import load_session
 from tests.integration.lsl_outlet_proc import OutletProcess, unique_source_id
+from tests.integration.netns import NEEDS_MULTICAST_FOR_LABRECORDER
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, NEEDS_MULTICAST_FOR_LABRECORDER]
 
 RATE_HZ = 250.0
 JUMP_AT = 1500  # sample index (6 s after the outlet starts) where the therapist clock steps

