@@ -31,6 +31,7 @@ import numpy as np
 from dsp.exceptions import RecordingError
 from server.protocol import Message, encode
 from streamer.inlet import RawChunk
+from streamer.xdf_format import EVENTS_STREAM, SESSION_STREAM
 from streamer.xdf_writer import XdfWriter, recording_path
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,11 @@ LEADER_CODES: Final = {None: 0.0, "therapist": 1.0, "client": 2.0}
 
 # Message types kept as JSON samples of a string stream: type -> stream name.
 _STRING_STREAMS: Final = {
-    "status": "dyadsync-events",
-    "recording": "dyadsync-events",
+    "status": EVENTS_STREAM,
+    "recording": EVENTS_STREAM,
     "episode": "dyadsync-episodes",
     "marker": "dyadsync-markers",
 }
-_EVENTS_STREAM: Final = "dyadsync-events"
-_SESSION_STREAM: Final = "dyadsync-session"
 _PHYSIO_TYPE: Final = {"hr": "HR", "scl": "EDA", "phasic": "EDA"}
 # How often the thread ticks the writer (its own cadences are 0.5 s and up).
 _TICK_S: Final = 0.1
@@ -165,7 +164,7 @@ class SessionRecorder:
         self._failure: str | None = None
         self._lost = 0
         info_json = json.dumps(dict(session_info), sort_keys=True, allow_nan=False)
-        self._string_sample(_SESSION_STREAM, "SessionInfo", clock(), info_json)
+        self._string_sample(SESSION_STREAM, "SessionInfo", clock(), info_json)
         self._thread = threading.Thread(target=self._run, name="dyadsync-recorder", daemon=True)
         self._thread.start()
 
@@ -290,7 +289,7 @@ class SessionRecorder:
                 "first_sample": state.raw_samples[item.key],
             }
             stamp = float(chunk.timestamps_s[0])
-            self._string_sample(_EVENTS_STREAM, "Markers", stamp, json.dumps(marker))
+            self._string_sample(EVENTS_STREAM, "Markers", stamp, json.dumps(marker))
         self._writer.push(stream_id, chunk.timestamps_s, chunk.data)
         state.raw_samples[item.key] += int(chunk.timestamps_s.shape[0])
 

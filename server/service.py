@@ -145,7 +145,8 @@ class SessionService:
         self._pending: dict[tuple[Role, Derived], list[GridSamples]] = defaultdict(list)
         self._started_t = messages.now()
         self._recorder = recorder
-        self._raw_sources: list[tuple[str, RawCapture]] = []
+        # (stream key, source, its <dyadsync> desc): the desc never changes, build it once.
+        self._raw_sources: list[tuple[str, RawCapture, dict[str, str]]] = []
         self.updates_sent = 0
 
     def hello(self) -> Message:
@@ -210,7 +211,8 @@ class SessionService:
         for source in self._sources:
             if isinstance(source, RawCapture):
                 source.start_raw_capture()
-                self._raw_sources.append((stream_key(source.role, source.signal), source))
+                key = stream_key(source.role, source.signal)
+                self._raw_sources.append((key, source, source.recording_desc()))
 
     def step(self) -> None:
         """Poll every source once and publish what became final (never blocks)."""
@@ -250,9 +252,9 @@ class SessionService:
         recorder = self._recorder
         if recorder is None:
             return
-        for key, source in self._raw_sources:
+        for key, source, desc in self._raw_sources:
             for chunk in source.drain_raw():
-                recorder.record_raw(key=key, desc=source.recording_desc(), chunk=chunk)
+                recorder.record_raw(key=key, desc=desc, chunk=chunk)
         for state, detail in recorder.alarms():
             # The recorder's texts name the file and the OS error, never sample values.
             log.error("%s", detail)

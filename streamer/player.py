@@ -47,6 +47,7 @@ from streamer.clock import ClockConfig, Dejitter, find_clock_breaks
 from streamer.devices import DeviceConfig, StreamMeta, device_config_by_name, stream_meta
 from streamer.inlet import check_stream
 from streamer.session import SensorSource, SessionConfig, parse_session
+from streamer.xdf_format import EVENTS_STREAM, SESSION_STREAM
 from streamer.xdf_read import load_recording
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,6 @@ DEFAULT_CHUNK_S = 0.1
 #: Recording time released per poll at max speed (bounded work; far below the aligner's
 #: 10 s wait, so both people's series meet as they would live).
 DEFAULT_MAX_SPEED_STEP_S = 1.0
-
-_EVENTS_STREAM = "dyadsync-events"
-_SESSION_STREAM = "dyadsync-session"
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,7 +225,7 @@ def _segment_events(
     found: dict[str, list[tuple[int, int]]] = {}
     for stream in streams:
         info = stream["info"]
-        if _first(info, "name") != _EVENTS_STREAM and _dyadsync_desc(info).get("kind") != "events":
+        if _first(info, "name") != EVENTS_STREAM and _dyadsync_desc(info).get("kind") != "events":
             continue
         for index, sample in enumerate(stream["time_series"]):
             text = sample[0] if sample else ""
@@ -235,7 +233,7 @@ def _segment_events(
                 event = json.loads(text)
             except json.JSONDecodeError:
                 raise RecordingError(
-                    f"{path}: sample {index} of {_EVENTS_STREAM} is not JSON; "
+                    f"{path}: sample {index} of {EVENTS_STREAM} is not JSON; "
                     "the file is damaged (try `dyadsync repair`)"
                 ) from None
             if not isinstance(event, dict) or event.get("event") != "segment":
@@ -245,7 +243,7 @@ def _segment_events(
                 found.setdefault(str(event["stream"]), []).append(entry)
             except (KeyError, TypeError, ValueError):
                 raise RecordingError(
-                    f"{path}: segment event {index} of {_EVENTS_STREAM} lacks a valid "
+                    f"{path}: segment event {index} of {EVENTS_STREAM} lacks a valid "
                     f"stream / segment / first_sample: {text[:200]}"
                 ) from None
     return found
@@ -254,7 +252,7 @@ def _segment_events(
 def _session_info(streams: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     for stream in streams:
         info = stream["info"]
-        if _first(info, "name") == _SESSION_STREAM or _dyadsync_desc(info).get("kind") == "session":
+        if _first(info, "name") == SESSION_STREAM or _dyadsync_desc(info).get("kind") == "session":
             for sample in stream["time_series"]:
                 try:
                     parsed = json.loads(sample[0])

@@ -50,6 +50,11 @@ __all__ = [
     "string_samples_chunk",
 ]
 
+# Names of dyadsync's own streams in a recording (docs/recording.md), shared by the
+# recorder that writes them and the player that reads them.
+EVENTS_STREAM = "dyadsync-events"
+SESSION_STREAM = "dyadsync-session"
+
 MAGIC: Final = b"XDF:"
 
 #: The spec's Boundary chunk content: readers search for it to resynchronise after damage.
