@@ -145,8 +145,10 @@ class SessionService:
         self._pending: dict[tuple[Role, Derived], list[GridSamples]] = defaultdict(list)
         self._started_t = messages.now()
         self._recorder = recorder
-        # (stream key, source, its <dyadsync> desc): the desc never changes, build it once.
-        self._raw_sources: list[tuple[str, RawCapture, dict[str, str]]] = []
+        self._raw_sources: list[tuple[str, RawCapture]] = []
+        # Each raw stream's <dyadsync> desc, built at its first chunk: only a connected
+        # inlet knows its value and counter channels, and they do not change after that.
+        self._raw_descs: dict[str, dict[str, str]] = {}
         self.updates_sent = 0
 
     def hello(self) -> Message:
@@ -211,8 +213,7 @@ class SessionService:
         for source in self._sources:
             if isinstance(source, RawCapture):
                 source.start_raw_capture()
-                key = stream_key(source.role, source.signal)
-                self._raw_sources.append((key, source, source.recording_desc()))
+                self._raw_sources.append((stream_key(source.role, source.signal), source))
 
     def step(self) -> None:
         """Poll every source once and publish what became final (never blocks)."""
@@ -252,8 +253,11 @@ class SessionService:
         recorder = self._recorder
         if recorder is None:
             return
-        for key, source, desc in self._raw_sources:
+        for key, source in self._raw_sources:
             for chunk in source.drain_raw():
+                desc = self._raw_descs.get(key)
+                if desc is None:
+                    desc = self._raw_descs[key] = source.recording_desc()
                 recorder.record_raw(key=key, desc=desc, chunk=chunk)
         for state, detail in recorder.alarms():
             # The recorder's texts name the file and the OS error, never sample values.
