@@ -5,6 +5,10 @@ Each consumer (websocket client, MQTT bridge, recorder) gets its own bounded
 a queue is full, the oldest *droppable* message (the high-rate ``physio`` batches) goes
 first; ``sync``/``episode``/``status`` messages are only dropped when a consumer is so far
 behind that even those overflow. Every drop is counted and reported in ``health``.
+
+Each message is encoded to JSON at most once, however many consumers send it
+(:class:`Published` caches its text), and the drop count is cumulative over the
+session: a slow client's drops still count after it has left.
 """
 
 from __future__ import annotations
@@ -12,11 +16,32 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from server.protocol import Message
+from server.protocol import Message, encode
 
 # High-rate messages a slow client can lose without losing meaning (the next batch
 # supersedes them); everything else is an event a client must see if at all possible.
 DROPPABLE_TYPES = frozenset({"physio", "health"})
+
+
+class Published:
+    """One published message, shared by every queue and the backlog; its JSON text is
+    encoded on first use and then reused by every consumer that sends text."""
+
+    __slots__ = ("_text", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self._text: str | None = None
+
+    @property
+    def type(self) -> str:
+        return str(self.message.get("type"))
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = encode(self.message)
+        return self._text
 
 
 class ConsumerQueue:
@@ -34,8 +59,8 @@ class ConsumerQueue:
 
     def __init__(self, *, name: str, max_droppable: int = 256, max_events: int = 1024) -> None:
         self.name = name
-        self._droppable: deque[tuple[int, Message]] = deque()
-        self._events: deque[tuple[int, Message]] = deque()
+        self._droppable: deque[tuple[int, Published]] = deque()
+        self._events: deque[tuple[int, Published]] = deque()
         self._droppable_max = max_droppable
         self._events_max = max_events
         self._wakeup = asyncio.Event()
@@ -44,9 +69,9 @@ class ConsumerQueue:
     def __len__(self) -> int:
         return len(self._droppable) + len(self._events)
 
-    def put(self, sequence: int, message: Message) -> None:
+    def put(self, sequence: int, message: Published) -> None:
         """Never blocks; drops the oldest message of the same class when full."""
-        if message.get("type") in DROPPABLE_TYPES:
+        if message.type in DROPPABLE_TYPES:
             target, limit = self._droppable, self._droppable_max
         else:
             target, limit = self._events, self._events_max
@@ -56,7 +81,7 @@ class ConsumerQueue:
         target.append((sequence, message))
         self._wakeup.set()
 
-    async def get(self) -> Message:
+    async def get(self) -> Published:
         """The oldest queued message across both classes, preserving publish order."""
         while not self._droppable and not self._events:
             self._wakeup.clear()
@@ -78,15 +103,16 @@ class Hub:
     ``backlog_max`` messages) of :data:`BACKLOG_TYPES` for clients that join late.
     """
 
-    __slots__ = ("_backlog", "_backlog_s", "_consumers", "published")
+    __slots__ = ("_backlog", "_backlog_s", "_consumers", "_departed_dropped", "published")
 
     def __init__(self, *, backlog_s: float = 300.0, backlog_max: int = 20_000) -> None:
         self._consumers: dict[str, ConsumerQueue] = {}
-        self._backlog: deque[Message] = deque(maxlen=backlog_max)
+        self._backlog: deque[Published] = deque(maxlen=backlog_max)
         self._backlog_s = backlog_s
+        self._departed_dropped = 0  # drops of consumers that have unsubscribed
         self.published = 0  # also each message's sequence number, for ConsumerQueue order
 
-    def backlog(self) -> list[Message]:
+    def backlog(self) -> list[Published]:
         """The recent messages, oldest first (a copy: publishing goes on meanwhile)."""
         return list(self._backlog)
 
@@ -96,7 +122,8 @@ class Hub:
         return queue
 
     def unsubscribe(self, queue: ConsumerQueue) -> None:
-        self._consumers.pop(queue.name, None)
+        if self._consumers.pop(queue.name, None) is not None:
+            self._departed_dropped += queue.dropped
 
     @property
     def consumer_count(self) -> int:
@@ -104,14 +131,21 @@ class Hub:
 
     @property
     def dropped(self) -> int:
-        return sum(queue.dropped for queue in self._consumers.values())
+        """Messages dropped for slow consumers since the hub started, including the
+        consumers that have left."""
+        return self._departed_dropped + sum(q.dropped for q in self._consumers.values())
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting per current consumer (for health and metrics)."""
+        return {name: len(queue) for name, queue in self._consumers.items()}
 
     def publish(self, message: Message) -> None:
         self.published += 1
+        published = Published(message)
         for queue in self._consumers.values():
-            queue.put(self.published, message)
-        if message.get("type") in BACKLOG_TYPES:
-            self._backlog.append(message)
+            queue.put(self.published, published)
+        if published.type in BACKLOG_TYPES:
+            self._backlog.append(published)
             horizon = float(message["t"]) - self._backlog_s
-            while self._backlog and float(self._backlog[0]["t"]) < horizon:
+            while self._backlog and float(self._backlog[0].message["t"]) < horizon:
                 self._backlog.popleft()

@@ -308,8 +308,8 @@ class WebsocketEndpoint:
         sender: asyncio.Task[None] | None = None
         try:
             await connection.send(encode(self._hello()))
-            for message in history:
-                await connection.send(encode(message))
+            for published in history:
+                await connection.send(published.text)
             sender = asyncio.create_task(self._send_loop(connection, queue))
             async for raw in connection:
                 await self._answer(connection, raw)
@@ -336,6 +336,6 @@ class WebsocketEndpoint:
     async def _send_loop(connection: ServerConnection, queue: ConsumerQueue) -> None:
         try:
             while True:
-                await connection.send(encode(await queue.get()))
+                await connection.send((await queue.get()).text)
         except ConnectionClosed:
             return

@@ -143,7 +143,7 @@ def _replayed_sync(path: Path) -> list[dict[str, Any]]:
         await parts.service.run(until=lambda: replay.finished)
         messages = []
         while len(consumer):
-            messages.append(await consumer.get())
+            messages.append((await consumer.get()).message)
         return [m for m in messages if m["type"] == "sync"]
 
     return asyncio.run(run())

@@ -29,7 +29,7 @@ async def test_slow_consumer_loses_oldest_physio_first_and_never_blocks_publishe
         hub.publish(msg("physio", n))
     hub.publish(msg("sync", 99))
     assert slow.dropped == 3
-    got = [await slow.get() for _ in range(len(slow))]
+    got = [(await slow.get()).message for _ in range(len(slow))]
     assert [m["n"] for m in got] == [3, 4, 5, 99]  # order of publication is kept
 
 
@@ -38,8 +38,8 @@ async def test_every_consumer_gets_every_message_when_keeping_up() -> None:
     a, b = hub.subscribe("a"), hub.subscribe("b")
     for n in range(5):
         hub.publish(msg("sync", n))
-    assert [(await a.get())["n"] for _ in range(5)] == list(range(5))
-    assert [(await b.get())["n"] for _ in range(5)] == list(range(5))
+    assert [(await a.get()).message["n"] for _ in range(5)] == list(range(5))
+    assert [(await b.get()).message["n"] for _ in range(5)] == list(range(5))
     hub.unsubscribe(a)
     assert hub.consumer_count == 1
 
@@ -76,3 +76,27 @@ def test_bad_client_messages_are_rejected_with_a_reason(raw: str, fragment: str)
 
 def test_valid_client_message_is_accepted() -> None:
     assert decode_client_message('{"v": 1, "type": "ping"}')["type"] == "ping"
+
+
+async def test_each_message_is_encoded_once_for_all_consumers() -> None:
+    hub = Hub()
+    queues = [hub.subscribe(f"c{i}") for i in range(10)]
+    hub.publish(msg("sync", 1))
+    received = [await q.get() for q in queues]
+    # One shared object, so one encoding; and it is the message's JSON.
+    assert len({id(p) for p in received}) == 1
+    assert received[0].text is received[-1].text
+    assert json.loads(received[0].text)["n"] == 1
+    assert hub.backlog()[0] is received[0]
+
+
+def test_dropped_count_survives_the_slow_consumer_leaving() -> None:
+    hub = Hub()
+    slow = hub.subscribe("slow", max_droppable=2)
+    for n in range(5):
+        hub.publish(msg("physio", n))
+    assert hub.dropped == 3
+    hub.unsubscribe(slow)
+    hub.unsubscribe(slow)  # twice: counted once
+    assert hub.dropped == 3
+    assert hub.queue_depths() == {}
