@@ -15,7 +15,6 @@ texts, which are free of such values by contract (as :class:`dsp.types.StatusEve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -355,10 +354,6 @@ def _escape_label_value(value: str) -> str:
 
 
 def _format_value(value: float) -> str:
-    if isinstance(value, int):  # bool included: True is 1
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    # Python's float repr ("12.5", "1e+21", "inf", "nan") is what Prometheus's parser
+    # reads; only bools need help, as their repr is "True".
+    return str(int(value)) if isinstance(value, int) else repr(value)
