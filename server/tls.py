@@ -117,7 +117,9 @@ def _server_context(*, certfile: Path, keyfile: Path) -> ssl.SSLContext:
     try:
         context.load_cert_chain(certfile, keyfile, password=partial(_refuse_passphrase, keyfile))
     except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
+        # A key of the certificate's type but not its own is a mismatch; a key of
+        # another type (EC for an RSA certificate) leaves no certificate for it.
+        if exc.reason in {"KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"}:
             raise ConfigError(
                 f"--keyfile {str(keyfile)!r} is not the private key of --certfile "
                 f"{str(certfile)!r}; give the key the certificate was made with"
