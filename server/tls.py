@@ -95,9 +95,11 @@ def _read_certificates(certfile: Path) -> list[str]:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
             cadata="\n".join(certificates)
         )
-    except ssl.SSLError as exc:
+    except ssl.SSLError:
+        # OpenSSL's own text ("no start line", "bad base64 decode") says no more than this.
         raise ConfigError(
-            f"--certfile {str(certfile)!r} holds a corrupt certificate ({exc.reason or exc})"
+            f"--certfile {str(certfile)!r} holds a corrupt certificate (its PEM text does not "
+            "decode); copy the file again or make a new certificate"
         ) from None
     return certificates
 
