@@ -49,7 +49,7 @@ class OutputHealth:
     """Counters of one output of a room (``"mqtt"``, ``"lsl"``, ...)."""
 
     connected: bool  # an output that cannot be connected (an LSL outlet) reports True
-    messages_sent: int = 0
+    messages_published: int = 0
     messages_lost: int = 0  # given up on (queue overflow, broker gone)
     reconnects: int = 0
 
@@ -138,7 +138,7 @@ def _room_document(room: RoomHealth) -> dict[str, object]:
         "outputs": {
             name: {
                 "connected": output.connected,
-                "messages_sent": output.messages_sent,
+                "messages_published": output.messages_published,
                 "messages_lost": output.messages_lost,
                 "reconnects": output.reconnects,
             }
@@ -201,9 +201,9 @@ _STREAM_COUNTERS: tuple[tuple[str, str, Callable[[StreamHealth], int]], ...] = (
 )
 _OUTPUT_COUNTERS: tuple[tuple[str, str, Callable[[OutputHealth], int]], ...] = (
     (
-        "dyadsync_output_messages_sent_total",
-        "Messages the output sent.",
-        lambda output: output.messages_sent,
+        "dyadsync_output_messages_published_total",
+        "Messages the output published.",
+        lambda output: output.messages_published,
     ),
     (
         "dyadsync_output_messages_lost_total",

@@ -59,7 +59,7 @@ def room(
 def test_all_running_and_connected_is_ok() -> None:
     doc = health_document(
         rooms=[
-            room("a", outputs={"mqtt": OutputHealth(connected=True, messages_sent=3)}),
+            room("a", outputs={"mqtt": OutputHealth(connected=True, messages_published=3)}),
             room("b"),
         ],
         version="1.2.3",
@@ -154,7 +154,7 @@ stream_health = st.builds(
 output_health = st.builds(
     OutputHealth,
     connected=st.booleans(),
-    messages_sent=counts,
+    messages_published=counts,
     messages_lost=counts,
     reconnects=counts,
 )
@@ -209,7 +209,7 @@ def expected_samples(rooms: tuple[RoomHealth, ...], version: str) -> dict[Sample
         for name, o in r.outputs.items():
             labels = {"room": r.room, "output": name}
             put("dyadsync_output_connected", o.connected, **labels)
-            put("dyadsync_output_messages_sent_total", o.messages_sent, **labels)
+            put("dyadsync_output_messages_published_total", o.messages_published, **labels)
             put("dyadsync_output_messages_lost_total", o.messages_lost, **labels)
             put("dyadsync_output_reconnects_total", o.reconnects, **labels)
     return samples
