@@ -39,7 +39,7 @@ class TlsConfig:
         certificates = _read_certificates(self.certfile)
         _require_readable(self.keyfile, flag="--keyfile")
         server = _server_context(certfile=self.certfile, keyfile=self.keyfile)
-        client = _client_context(certificate=certificates[0], certfile=self.certfile)
+        client = _client_context(certificate=certificates[0])
         _require_handshake(server=server, client=client, certfile=self.certfile)
         object.__setattr__(self, "_server", server)
         object.__setattr__(self, "_client", client)
@@ -135,7 +135,7 @@ def _server_context(*, certfile: Path, keyfile: Path) -> ssl.SSLContext:
     return context
 
 
-def _client_context(*, certificate: str, certfile: Path) -> ssl.SSLContext:
+def _client_context(*, certificate: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # Trust exactly our own certificate: it is the only trust anchor (not its issuer, so a
