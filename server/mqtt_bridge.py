@@ -409,7 +409,6 @@ class MqttBridge:
                 ", ".join(self._rooms),
                 "first connection" if self._connections == 1 else "reconnected",
             )
-            await client.publish(self.online_topic, _ONLINE, qos=cfg.qos, retain=True)
             tasks = [asyncio.create_task(self._watch(client))]
             for room in self._rooms.values():
                 # Republished on every connection: the broker may have restarted without
@@ -418,23 +417,28 @@ class MqttBridge:
                 tasks.append(asyncio.create_task(self._forward(client, room)))
                 tasks.append(asyncio.create_task(self._publish_state(client, room)))
             try:
+                await client.publish(self.online_topic, _ONLINE, qos=cfg.qos, retain=True)
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # the MqttError that ended the connection
             except asyncio.CancelledError:
                 await self._stop_tasks(tasks)
-                try:
-                    await client.publish(
-                        self.online_topic,
-                        _OFFLINE,
-                        qos=cfg.qos,
-                        retain=True,
-                        timeout=_GOODBYE_TIMEOUT_S,
-                    )
-                except aiomqtt.MqttError:
-                    log.info("MQTT: could not say offline on shutdown; the broker's will will")
+                await self._say_offline(client)
                 raise
-            await self._stop_tasks(tasks)
-            for task in done:
-                task.result()  # the MqttError that ended the connection
+            finally:
+                await self._stop_tasks(tasks)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(
+                self.online_topic,
+                _OFFLINE,
+                qos=self._config.qos,
+                retain=True,
+                timeout=_GOODBYE_TIMEOUT_S,
+            )
+        except aiomqtt.MqttError:
+            log.info("MQTT: could not say offline on shutdown; the broker's last will will")
 
     @staticmethod
     async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
@@ -509,7 +513,8 @@ class MqttBridge:
                 "check --mqtt-username and --mqtt-password-file"
             )
         elif was_connected:
-            text = f"the connection to {self._where} broke ({exc})"
+            # aiomqtt reports "disconnected during message iteration"; the why is its cause.
+            text = f"the connection to {self._where} broke ({exc.__cause__ or exc})"
         else:
             hint = " or --mqtt-tls-ca" if self._tls is not None else ""
             text = f"cannot connect to {self._where} ({exc}); check --mqtt-host/--mqtt-port{hint}"
