@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsp.pipeline import DyadPipeline
 from dsp.types import Role, SignalKind
-from server.app import pipeline_config
+from server.rooms import pipeline_config
 from streamer.player import Replay, open_replay
 from streamer.scenario import builtin_scenario_path, load_scenario
 from streamer.synth import synthesize

@@ -11,6 +11,7 @@ tick applies what the sink accumulated.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -85,15 +86,22 @@ def describe_failure(exc: BaseException) -> str:
     return "connection lost"
 
 
-async def run_feed(ws_url: str, sink: FeedSink, *, backoff: Backoff | None = None) -> None:
-    """Connect, deliver messages, reconnect on loss; returns only by cancellation."""
+async def run_feed(
+    ws_url: str,
+    sink: FeedSink,
+    *,
+    backoff: Backoff | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Connect, deliver messages, reconnect on loss; returns only by cancellation.
+    ``ssl_context`` is what a ``wss://`` URL is verified with."""
     backoff = backoff or Backoff()
     failures = 0
     while True:
         sink.on_connecting()
         try:
             async with connect(
-                ws_url, max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT_S
+                ws_url, max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT_S, ssl=ssl_context
             ) as ws:
                 sink.on_connected()
                 failures = 0

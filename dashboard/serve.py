@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import html
+import json
 import logging
 import socket
+import ssl
 import time
-from collections.abc import Sequence
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
 
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
@@ -40,7 +43,12 @@ from tornado.web import RequestHandler
 
 from dsp.exceptions import ConfigError
 from server.exposure import is_loopback, is_unspecified
+from server.health import RoomHealth, health_document, metrics_text
+from server.service import SERVER_VERSION
 from server.ws import listen_tcp, parse_origin, require_origins, require_token, url_host
+
+if TYPE_CHECKING:
+    from server.tls import TlsConfig
 
 from .app import DashboardView
 from .feed import run_feed, with_token
@@ -54,15 +62,29 @@ log = logging.getLogger(__name__)
 _TAB_CLOSE_LOGGERS = ("bokeh.server.views.ws", "bokeh.server.protocol_handler")
 
 APP_PATH = "/dashboard"
+LANDING_PATH = "/"
+HEALTH_PATH = "/health"
+METRICS_PATH = "/metrics"
 
 # Display tick: 4 redraws per second feels live for signals on a 4 Hz grid without
 # making the browser redraw more often than anything changes.
 TICK_MS = 250
 
 ACCESS_DENIED = "Access denied: open the dashboard URL including its token."
-# The requests that create a Bokeh session (the page and its embeddable script); static
-# files and Bokeh's websocket are harmless without a session.
-_PAGE_PATHS = frozenset({APP_PATH, f"{APP_PATH}/", f"{APP_PATH}/autoload.js"})
+
+
+def room_path(room: str) -> str:
+    """The dashboard page of one room of a service (a lone room is also at APP_PATH)."""
+    return f"{APP_PATH}/{quote(room, safe='')}"
+
+
+def _page_paths(app_paths: Sequence[str]) -> frozenset[str]:
+    """The requests that create a Bokeh session (each page and its embeddable script)
+    or show the rooms; static files and Bokeh's websocket are harmless without one."""
+    pages = {LANDING_PATH}
+    for path in app_paths:
+        pages |= {path, f"{path}/", f"{path}/autoload.js"}
+    return frozenset(pages)
 
 
 class _LiveSession:
@@ -92,7 +114,7 @@ class DashboardHandle:
     """A running dashboard server: :attr:`url` opens it from this machine,
     :meth:`url_for` through another name of it; :meth:`stop` shuts it down."""
 
-    __slots__ = ("_server", "_sessions", "_stopped", "_token", "host", "port")
+    __slots__ = ("_scheme", "_server", "_sessions", "_stopped", "_token", "host", "port", "rooms")
 
     def __init__(
         self,
@@ -101,25 +123,35 @@ class DashboardHandle:
         host: str,
         port: int,
         token: str | None,
+        rooms: Sequence[str],
         sessions: set[_LiveSession],
+        scheme: str,
     ) -> None:
         self._server = server
         self._sessions = sessions
         self._stopped = False
         self._token = token
+        self._scheme = scheme
         self.host = host
         self.port = port
+        self.rooms = list(rooms)
 
     @property
     def url(self) -> str:
-        """The page at the bound host (loopback when bound to every interface)."""
+        """The page (see :meth:`url_for`) at the bound host (loopback when bound to every
+        interface)."""
         if is_unspecified(self.host):
             return self.url_for("::1" if ":" in self.host else "127.0.0.1")
         return self.url_for(self.host)
 
-    def url_for(self, host: str, *, scheme: str = "http") -> str:
-        """The page (with its token) through ``host``."""
-        url = f"{scheme}://{url_host(host)}:{self.port}{APP_PATH}"
+    def url_for(self, host: str, *, scheme: str | None = None, room: str | None = None) -> str:
+        """A page (with its token) through ``host``: ``room``'s page; without ``room``
+        the lone room's page, or the landing page listing several rooms."""
+        if room is not None:
+            path = room_path(room)
+        else:
+            path = APP_PATH if len(self.rooms) == 1 else LANDING_PATH
+        url = f"{scheme or self._scheme}://{url_host(host)}:{self.port}{path}"
         if self._token:
             url += "?" + urlencode({"token": self._token})
         return url
@@ -177,30 +209,96 @@ class _AccessDenied(RequestHandler):
         self.finish(ACCESS_DENIED + "\n")
 
 
+def _request_token_ok(request: HTTPServerRequest, token: str) -> bool:
+    """``?token=`` or ``Authorization: Bearer`` (what scrapers and probes send)."""
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return _token_matches([bearer.encode()], token)
+    return _token_matches(request.query_arguments.get("token"), token)
+
+
 class _PageTokenGate(Router):
-    """Routes to Bokeh, except page requests without the token, which get a 403.
+    """Routes to Bokeh, except page and status requests without the token: 403.
 
     Bokeh itself would build a session for any request and answer 200; refusing in front
     of it keeps a wrong URL from even creating a session.
     """
 
-    def __init__(self, app: BokehTornado, token: str) -> None:
+    def __init__(self, app: BokehTornado, token: str, guarded: frozenset[str]) -> None:
         self._app = app
         self._token = token
+        self._guarded = guarded
 
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> HTTPMessageDelegate:
-        if urlsplit(request.uri or "").path in _PAGE_PATHS and not _token_matches(
-            request.query_arguments.get("token"), self._token
-        ):
+        path = urlsplit(request.uri or "").path
+        if path in self._guarded and not _request_token_ok(request, self._token):
             return self._app.get_handler_delegate(request, _AccessDenied)
         return self._app.find_handler(request, **kwargs)
 
 
-def _session_builder(ws_url: str, token: str | None, sessions: set[_LiveSession]) -> Any:
+class _StatusHandler(RequestHandler):
+    """``/`` (rooms page), ``/health`` (JSON) and ``/metrics`` (Prometheus text)."""
+
+    def initialize(
+        self,
+        *,
+        status: Callable[[], Sequence[RoomHealth]],
+        render: str,
+        token: str | None,
+        started_s: float,
+    ) -> None:
+        self._status = status
+        self._render = render
+        self._token = token
+        self._started_s = started_s
+
+    def get(self) -> None:
+        rooms = self._status()
+        if self._render == "health":
+            uptime_s = time.monotonic() - self._started_s
+            document = health_document(rooms=rooms, version=SERVER_VERSION, uptime_s=uptime_s)
+            # 503 when degraded, so a plain HTTP probe notices without parsing JSON.
+            self.set_status(200 if document["status"] == "ok" else 503)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(document))
+        elif self._render == "metrics":
+            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.finish(metrics_text(rooms=rooms, version=SERVER_VERSION))
+        else:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(_landing_html(rooms, token=self._token))
+
+
+def _landing_html(rooms: Sequence[RoomHealth], *, token: str | None) -> str:
+    """The rooms of the service, each with its state and a link to its dashboard."""
+    query = "" if token is None else "?" + urlencode({"token": token})
+    rows = "".join(
+        f'<tr><td><a href="{html.escape(room_path(room.room) + query)}">'
+        f"{html.escape(room.room)}</a></td><td>{html.escape(room.state)}</td>"
+        f"<td>{html.escape(room.detail)}</td></tr>"
+        for room in rooms
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>dyadsync rooms</title>"
+        "<meta http-equiv='refresh' content='5'>"
+        "<style>body{font:18px sans-serif;margin:2em}td{padding:.3em 1em}</style></head>"
+        "<body><h1>dyadsync rooms</h1><table><tr><th>room</th><th>state</th><th></th></tr>"
+        f"{rows}</table></body></html>"
+    )
+
+
+def _session_builder(
+    *,
+    room: str,
+    ws_url: str,
+    token: str | None,
+    ssl_context: ssl.SSLContext | None,
+    sessions: set[_LiveSession],
+) -> Any:
     """The FunctionHandler body: builds one browser session's document."""
 
     def build(doc: Document) -> None:
-        doc.title = "dyadsync"
+        doc.title = f"dyadsync · {room}"
         if not _token_ok(doc, token):
             doc.add_root(Div(text=ACCESS_DENIED))
             return
@@ -209,7 +307,9 @@ def _session_builder(ws_url: str, token: str | None, sessions: set[_LiveSession]
         view.attach(doc)
         view.render(state.take_updates(now_s=time.monotonic()))
 
-        feed = asyncio.get_running_loop().create_task(run_feed(ws_url, state))
+        feed = asyncio.get_running_loop().create_task(
+            run_feed(ws_url, state, ssl_context=ssl_context)
+        )
         feed.add_done_callback(_log_feed_end)
 
         def tick() -> None:
@@ -241,22 +341,27 @@ def _quiet_tab_close_warnings() -> None:
 
 def start_dashboard(
     *,
-    ws_url: str,
+    rooms: Mapping[str, str],
+    status: Callable[[], Sequence[RoomHealth]] | None = None,
     host: str = "127.0.0.1",
     port: int = 5006,
     token: str | None = None,
     allow_websocket_origins: Sequence[str] = (),
+    tls: TlsConfig | None = None,
     listener: socket.socket | None = None,
 ) -> DashboardHandle:
     """Start the dashboard server on the running event loop and return its handle.
 
-    ``ws_url`` is the dyadsync websocket endpoint (``ws://HOST:PORT/ws``); each browser
-    session connects to it, adding ``token`` when given. Bound to anything but loopback
-    the dashboard requires ``token`` (then the page URL carries ``?token=``, and
-    :attr:`DashboardHandle.url` includes it). ``port=0`` picks a free port.
-    ``allow_websocket_origins`` are further exact browser origins (``http://host:port``)
-    allowed besides the address served (see :func:`dashboard_origins`); bound to every
-    interface (``0.0.0.0``, ``::``) at least one is required.
+    ``rooms`` maps each room to its dyadsync websocket endpoint (``ws://HOST:PORT/ws/ROOM``);
+    each room's page is at ``/dashboard/ROOM`` (a lone room also at ``/dashboard``), and
+    each browser session connects to its room's endpoint, adding ``token`` when given.
+    ``status`` (the rooms' health) adds the rooms page at ``/``, ``/health`` and
+    ``/metrics``. Bound to anything but loopback the dashboard requires ``token`` (then
+    the page URL carries ``?token=``, and :attr:`DashboardHandle.url` includes it).
+    ``port=0`` picks a free port. ``allow_websocket_origins`` are further exact browser
+    origins (``http://host:port``) allowed besides the address served; bound to every
+    interface (``0.0.0.0``, ``::``) at least one is required. ``tls`` serves https (and
+    the feeds then connect with ``wss://``, trusting that certificate).
     ``listener`` is a socket already listening (from :func:`server.ws.listen_tcp`; the
     dashboard takes it over, and ``port`` is read from it), so a caller can bind before
     doing anything slow and report "port in use" at once.
@@ -264,11 +369,16 @@ def start_dashboard(
     """
     require_token(host=host, token=token)
     require_origins(host=host, origins=allow_websocket_origins, port_hint=port)
-    ws_parts = urlsplit(ws_url)
-    if ws_parts.scheme not in ("ws", "wss") or not ws_parts.hostname:
-        raise ConfigError(
-            f"ws_url must look like ws://HOST:PORT/ws (or wss://), got {ws_url!r}", key="ws_url"
-        )
+    if not rooms:
+        raise ConfigError("the dashboard needs at least one room", key="rooms")
+    for ws_url in rooms.values():
+        ws_parts = urlsplit(ws_url)
+        if ws_parts.scheme not in ("ws", "wss") or not ws_parts.hostname:
+            raise ConfigError(
+                f"a room's websocket must look like ws://HOST:PORT/ws/ROOM (or wss://), "
+                f"got {ws_url!r}",
+                key="rooms",
+            )
     if not 0 <= port <= 65535:
         raise ConfigError(f"--dashboard-port {port!r} is not in 0..65535 (0 picks a free one)")
     listed = [_bokeh_origin(origin) for origin in allow_websocket_origins]
@@ -279,12 +389,47 @@ def start_dashboard(
     origins = list(dict.fromkeys(listed + _own_origins(host, port)))
     _quiet_tab_close_warnings()
     sessions: set[_LiveSession] = set()
-    app = Application(FunctionHandler(_session_builder(with_token(ws_url, token), token, sessions)))
+    client_ssl = None if tls is None else tls.client_context()
+    applications: dict[str, Application] = {}
+    for room, ws_url in rooms.items():
+        app = Application(
+            FunctionHandler(
+                _session_builder(
+                    room=room,
+                    ws_url=with_token(ws_url, token),
+                    token=token,
+                    ssl_context=client_ssl,
+                    sessions=sessions,
+                )
+            )
+        )
+        applications[room_path(room)] = app
+        if len(rooms) == 1:
+            applications[APP_PATH] = app  # the page of a lone room, as before rooms existed
+    extra: list[Any] = []
+    if status is not None:
+        for path, render in ((LANDING_PATH, "rooms"), (HEALTH_PATH, "health"),
+                             (METRICS_PATH, "metrics")):  # fmt: skip
+            settings = {"status": status, "render": render, "token": token,
+                        "started_s": time.monotonic()}  # fmt: skip
+            extra.append((path, _StatusHandler, settings))
     tornado_app = BokehTornado(
-        {APP_PATH: app}, extra_websocket_origins=create_hosts_allowlist(origins, port)
+        applications,
+        extra_patterns=extra,
+        extra_websocket_origins=create_hosts_allowlist(origins, port),
     )
-    http_server = HTTPServer(tornado_app if token is None else _PageTokenGate(tornado_app, token))
+    guarded = _page_paths(list(applications)) | {HEALTH_PATH, METRICS_PATH}
+    router = tornado_app if token is None else _PageTokenGate(tornado_app, token, guarded)
+    http_server = HTTPServer(router, ssl_options=None if tls is None else tls.server_context())
     http_server.add_sockets([listener])
     server = BaseServer(IOLoop.current(), tornado_app, http_server)
     server.start()
-    return DashboardHandle(server, host=host, port=port, token=token, sessions=sessions)
+    return DashboardHandle(
+        server,
+        host=host,
+        port=port,
+        token=token,
+        rooms=list(rooms),
+        sessions=sessions,
+        scheme="http" if tls is None else "https",
+    )

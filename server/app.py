@@ -1,6 +1,6 @@
-"""Wiring of one live (or replayed) session: service + websocket + dashboard.
+"""Wiring of a service: its rooms (one live or replayed dyad each) + websocket + dashboard.
 
-Used by ``dyadsync run`` and ``dyadsync demo``; everything runs on one asyncio loop (the
+Used by ``dyadsync run``, ``demo`` and ``replay``; everything runs on one asyncio loop (the
 Bokeh server shares it through tornado), so shutdown is a single ordered sequence.
 
 Start-up order, so that every mistake in what was asked is reported at once rather than
@@ -29,28 +29,25 @@ from urllib.parse import urlsplit
 
 import pylsl
 
-from dsp.exceptions import ConfigError
-from dsp.pipeline import SOURCE_OF, DyadPipeline, PipelineConfig
-from server.catalogue import RecordedSession, RecordingOptions
+from dsp.exceptions import ConfigError, ServeError
+from server.catalogue import RecordingOptions
 from server.exposure import is_unspecified
-from server.hub import Hub
-from server.protocol import MessageFactory
-from server.service import FrameSource, RunSummary, ServiceConfig, SessionService
+from server.rooms import RoomPlan, Rooms
+from server.service import FrameSource, RunSummary, ServiceConfig
+from server.signals import STOP_SIGNALS
 from server.ws import (
     WebsocketConfig,
     WebsocketEndpoint,
+    default_port,
     listen_tcp,
     machine_names,
     require_origins,
 )
-from streamer.session import SessionConfig, synchrony_config
+from streamer.session import SessionConfig
 
 if TYPE_CHECKING:
     from dashboard.serve import DashboardHandle
-
-# The signals that end a session in order (summary printed), whoever sends them: Ctrl-C,
-# a service manager's stop, a closed terminal.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    from server.tls import TlsConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +63,7 @@ class ServeOptions:
     dashboard_port: int = 5006
     duration_s: float | None = None
     open_browser: bool = False
+    tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.dashboard_port <= 65535:
@@ -126,73 +124,6 @@ def bind_ports(options: ServeOptions) -> BoundPorts:
     return BoundPorts(websocket=websocket, dashboard=dashboard)
 
 
-def pipeline_config(session: SessionConfig) -> PipelineConfig:
-    """The session's ``[synchrony]`` table as pipeline + engine settings."""
-    # Synchronise what the session records (the pipeline's defaults, minus missing signals).
-    sync_signals = tuple(
-        d for d in PipelineConfig().sync_signals if SOURCE_OF[d] in session.signals
-    )
-    return PipelineConfig(
-        grid_hz=float(session.synchrony["grid_hz"]),
-        sync_signals=sync_signals,
-        synchrony=synchrony_config(session.synchrony),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionParts:
-    """The core of a served session: hub, message factory, pipeline, service and, when
-    recording, the recorded session (file + store row)."""
-
-    hub: Hub
-    messages: MessageFactory
-    pipeline: DyadPipeline
-    service: SessionService
-    recorded: RecordedSession | None = None
-
-    def websocket(self, config: WebsocketConfig) -> WebsocketEndpoint:
-        return WebsocketEndpoint(
-            hub=self.hub, config=config, messages=self.messages, hello=self.service.hello
-        )
-
-
-def assemble_session(
-    session: SessionConfig,
-    *,
-    sources: Sequence[FrameSource],
-    mode: str = "live",
-    recording: RecordingOptions | None = None,
-    clock: Callable[[], float] = pylsl.local_clock,
-    service_config: ServiceConfig | None = None,
-) -> SessionParts:
-    """Build hub, pipeline and service for ``session`` fed by ``sources``; with
-    ``recording``, create the recording file and its store row now. ``clock`` is the
-    session clock messages are stamped with: the LSL clock live, the playback position
-    (recording time) in a replay."""
-    hub = Hub()
-    messages = MessageFactory(session=session.room, clock=clock)
-    rates = {(s.role, s.signal): s.rate_hz for s in sources}
-    config = pipeline_config(session)
-    pipeline = DyadPipeline(stream_rates_hz=rates, config=config)
-    recorded = (
-        None
-        if recording is None
-        else RecordedSession(options=recording, session=session, pipeline=config, clock=clock)
-    )
-    service = SessionService(
-        sources=sources,
-        pipeline=pipeline,
-        hub=hub,
-        messages=messages,
-        mode=mode,
-        config=service_config,
-        recorder=None if recorded is None else recorded.recorder,
-    )
-    return SessionParts(
-        hub=hub, messages=messages, pipeline=pipeline, service=service, recorded=recorded
-    )
-
-
 async def serve_session(
     session: SessionConfig,
     *,
@@ -205,45 +136,73 @@ async def serve_session(
     until: Callable[[], bool] | None = None,
     service_config: ServiceConfig | None = None,
 ) -> RunSummary:
-    """Serve until the duration elapses, ``until()`` is true (a replay played to its end)
-    or a stop signal (:data:`STOP_SIGNALS`) arrives; returns the run summary.
-
-    ``ports`` are the sockets from :func:`bind_ports`, bound before the caller discovered
-    ``sources``; without them both ports are bound now. The sources and ports are closed
-    when this returns or raises. Must run on the main thread (it handles the signals).
-    """
-    parts = assemble_session(
-        session,
+    """Serve one room whose ``sources`` are open (see :func:`serve_rooms`); its summary."""
+    plan = RoomPlan(
+        session=session,
         sources=sources,
         mode=mode,
         recording=recording,
         clock=clock,
+        until=until,
         service_config=service_config,
     )
-    service = parts.service
-    endpoint = parts.websocket(options.websocket)
+    summaries = await serve_rooms([plan], options=options, ports=ports)
+    summary = summaries[session.room]
+    if summary is None:
+        raise ServeError(f"the session stopped: {summaries.failures[session.room]}")
+    return summary
+
+
+class RoomSummaries(dict[str, RunSummary | None]):
+    """Each room's run summary (None for a room that never ran or failed: see
+    :attr:`failures` for why)."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        super().__init__((room.name, room.summary) for room in rooms)
+        self.failures = {room.name: room.detail for room in rooms if room.summary is None}
+
+
+async def serve_rooms(
+    plans: Sequence[RoomPlan],
+    *,
+    options: ServeOptions,
+    ports: BoundPorts | None = None,
+) -> RoomSummaries:
+    """Serve every room until the duration elapses, each room's plan ends it (a replay
+    played to its end) or a stop signal (:data:`STOP_SIGNALS`) arrives.
+
+    One websocket endpoint (``/ws/<room>``) and one dashboard (``/dashboard/<room>``,
+    a landing page at ``/``) serve all rooms; a room that fails or waits for its sensors
+    does not hold up the others. ``ports`` are the sockets from :func:`bind_ports`, bound
+    before the caller discovered any stream; without them both ports are bound now. The
+    sources and ports are closed when this returns or raises. Must run on the main
+    thread (it handles the signals).
+    """
+    rooms = Rooms(plans)
+    endpoint = WebsocketEndpoint(
+        rooms=rooms,
+        config=options.websocket,
+        ssl_context=None if options.tls is None else options.tls.server_context(),
+    )
     async with contextlib.AsyncExitStack() as cleanup:
         # Exits in reverse order: servers stop, signal handlers go back, sockets and
-        # sources close (service.run closes the sources too; closing is idempotent).
-        cleanup.callback(_close_all, sources)
-        if parts.recorded is not None:
-            # Footers even if serving fails to start (closing twice is harmless).
-            cleanup.callback(parts.recorded.recorder.close)
+        # sources close (each room closes its sources too; closing is idempotent).
+        for plan in plans:
+            if plan.sources is not None:
+                cleanup.callback(_close_all, plan.sources)
         ports = ports if ports is not None else bind_ports(options)
         cleanup.callback(ports.close)
-        cleanup.enter_context(_stop_on_signals(service.request_stop))
+        cleanup.enter_context(_stop_on_signals(rooms.request_stop))
         await endpoint.start(listener=ports.websocket)
         cleanup.push_async_callback(endpoint.stop)
-        # start_dashboard adds the token to the feed's URL itself.
-        dashboard = _start_dashboard(endpoint.local_url, options, listener=ports.dashboard)
+        # start_dashboard adds the token to the feeds' URLs itself.
+        dashboard = _start_dashboard(rooms, endpoint, options, listener=ports.dashboard)
         cleanup.callback(dashboard.stop)
         _announce(dashboard=dashboard, endpoint=endpoint, options=options)
         if options.open_browser:
             webbrowser.open(dashboard.url)
-        summary = await service.run(duration_s=options.duration_s, until=until)
-    if parts.recorded is not None and summary.recording is not None:
-        parts.recorded.finish(summary.recording, coregulation=parts.pipeline.summary())
-    return summary
+        await asyncio.gather(*(room.run(duration_s=options.duration_s) for room in rooms))
+    return RoomSummaries(rooms)
 
 
 def _close_all(sources: Sequence[FrameSource]) -> None:
@@ -283,48 +242,61 @@ def _announce(
     On loopback or a single address that address. On every interface (``0.0.0.0``,
     ``::``) the ``--allow-origin`` names on the dashboard's port (the names other
     machines use, and the only ones the dashboard accepts besides loopback), then the
-    bind address and this machine's own URL.
+    bind address and this machine's own URL. With several rooms the first URL is the
+    landing page listing them, then one line per room.
     """
     host = options.websocket.host
-    if not is_unspecified(host):
-        print(f"Dashboard: {dashboard.url}", flush=True)
-        print(f"Websocket: {endpoint.url}", flush=True)
-        return
+    scheme = "https" if options.tls is not None else "http"
+    names = machine_names() if is_unspecified(host) else []
     remote = [
         parts
         for parts in map(urlsplit, options.websocket.allowed_origins)
-        if (parts.port or (443 if parts.scheme == "https" else 80)) == dashboard.port
+        if (parts.port or default_port(parts.scheme)) == dashboard.port
     ]
-    for parts in remote:
-        print(f"Dashboard: {dashboard.url_for(parts.hostname or '', scheme=parts.scheme)}")
-    ws_host = remote[0].hostname if remote else (machine_names() or ["127.0.0.1"])[0]
-    print(f"Websocket: {endpoint.url_for(ws_host or '127.0.0.1')}")
+    if not is_unspecified(host):
+        page_host, ws_host = host, host
+    else:
+        page_host = remote[0].hostname or "" if remote else (names or ["127.0.0.1"])[0]
+        ws_host = page_host
+        scheme = remote[0].scheme if remote else scheme
+    rooms = dashboard.rooms
+    if len(rooms) == 1:
+        print(f"Dashboard: {dashboard.url_for(page_host, scheme=scheme)}", flush=True)
+        print(f"Websocket: {endpoint.url_for(ws_host)}", flush=True)
+    else:
+        print(f"Dashboard: {dashboard.url_for(page_host, scheme=scheme, room=None)}")
+        for room in rooms:
+            page = dashboard.url_for(page_host, scheme=scheme, room=room)
+            print(f"  room {room}: {page}  websocket {endpoint.url_for(ws_host, room=room)}")
+    if not is_unspecified(host):
+        return
     print(
         f"Listening on every interface ({host}): dashboard port {dashboard.port}, websocket "
         f"port {endpoint.port}; on this machine: {dashboard.url}",
         flush=True,
     )
     if not remote:
-        names = machine_names() or ["HOST"]
         print(
             f"dyadsync: warning: no --allow-origin is on dashboard port {dashboard.port}, so "
             "browsers on other machines will be refused; add e.g. "
-            f"--allow-origin http://{names[0]}:{dashboard.port}",
+            f"--allow-origin {scheme}://{(names or ['HOST'])[0]}:{dashboard.port}",
             file=sys.stderr,
             flush=True,
         )
 
 
 def _start_dashboard(
-    ws_url: str, options: ServeOptions, *, listener: socket.socket
+    rooms: Rooms, endpoint: WebsocketEndpoint, options: ServeOptions, *, listener: socket.socket
 ) -> DashboardHandle:
     from dashboard.serve import start_dashboard  # bokeh is heavy: import only when serving
 
     return start_dashboard(
-        ws_url=ws_url,
+        rooms={name: endpoint.local_url(name) for name in rooms.names()},
+        status=rooms.health,
         host=options.websocket.host,
         port=options.dashboard_port,
         token=options.websocket.token,
         allow_websocket_origins=options.websocket.allowed_origins,
+        tls=options.tls,
         listener=listener,
     )

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from server.signals import STOP_SIGNALS
+
 if TYPE_CHECKING:
     from server.app import BoundPorts, ServeOptions
     from server.catalogue import RecordingOptions
@@ -37,9 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dyadsync")
 
-# Same as server.app.STOP_SIGNALS (not imported from there: server.app loads pylsl, and
-# `dyadsync --help` should not).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 EXIT_STATUSES = """\
 exit status:
@@ -252,7 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
-        "session", type=Path, nargs="?", help="session TOML (see docs/configuration.md)"
+        "sessions",
+        type=Path,
+        nargs="*",
+        metavar="SESSION",
+        help="session TOML (see docs/configuration.md); several: one room each, served "
+        "together, each room starting when its sensors appear",
     )
     run.add_argument(
         "--example-session",
@@ -349,7 +353,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run" and args.session is None:
+    if args.command == "run" and not args.sessions:
         parser.error("run: the SESSION argument is required (--example-session prints one)")
     # Must happen before pylsl loads liblsl (the subcommands import it lazily).
     os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "streamer" / "lsl_api.cfg"))
@@ -435,15 +439,41 @@ def _run(args: argparse.Namespace) -> int:
     from server.app import bind_ports
     from streamer.session import load_session
 
-    session = load_session(args.session)
+    sessions = [load_session(path) for path in args.sessions]
     options = _serve_options(args)
-    recording = _recording_options(args, session)
+    recordings = [_recording_options(args, session, rooms=len(sessions)) for session in sessions]
     with bind_ports(options) as ports:
-        summary = _discover_and_serve(
-            session, options=options, ports=ports, wait_s=args.wait, recording=recording
-        )
-    print(summary.format(), flush=True)
-    return 0
+        if len(sessions) == 1:
+            summary = _discover_and_serve(
+                sessions[0], options=options, ports=ports, wait_s=args.wait,
+                recording=recordings[0],
+            )  # fmt: skip
+            print(summary.format(), flush=True)
+            return 0
+        return _serve_rooms(sessions, recordings, options=options, ports=ports)
+
+
+def _serve_rooms(
+    sessions: Sequence[SessionConfig],
+    recordings: Sequence[RecordingOptions | None],
+    *,
+    options: ServeOptions,
+    ports: BoundPorts,
+) -> int:
+    """Several rooms: each waits for its own sensors (a missing one holds up no other)."""
+    from server.app import serve_rooms
+    from server.rooms import RoomPlan
+
+    threading.Thread(target=_import_dashboard, name="import-dashboard", daemon=True).start()
+    plans = [
+        RoomPlan(session=session, recording=recording)
+        for session, recording in zip(sessions, recordings, strict=True)
+    ]
+    summaries = asyncio.run(serve_rooms(plans, options=options, ports=ports))
+    for room, summary in summaries.items():
+        print(f"== room {room}", flush=True)
+        print(summaries.failures[room] if summary is None else summary.format(), flush=True)
+    return 1 if summaries.failures else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -493,14 +523,23 @@ def _discover_and_serve(
     )
 
 
-def _recording_options(args: argparse.Namespace, session: SessionConfig) -> RecordingOptions | None:
+def _recording_options(
+    args: argparse.Namespace, session: SessionConfig, *, rooms: int = 1
+) -> RecordingOptions | None:
     """``--record`` (else the session's ``[recording]`` directory), checked now: a path
-    that cannot take a new recording is an error before anything starts."""
+    that cannot take a new recording is an error before anything starts. With several
+    ``rooms`` ``--record`` must be a folder (each room writes its own file there)."""
+    from dsp.exceptions import ConfigError
     from server.catalogue import RecordingOptions, check_recording
 
     target = args.record if args.record is not None else session.recording_dir
     if target is None:
         return None
+    if rooms > 1 and args.record is not None and args.record.suffix.lower() == ".xdf":
+        raise ConfigError(
+            f"--record {args.record} names one file, but {rooms} rooms record: give a "
+            "folder (each room writes its own file there)"
+        )
     options = RecordingOptions(target=target, store=args.store)
     check_recording(options, session)
     return options

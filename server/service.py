@@ -80,6 +80,7 @@ class StreamStats:
     counter: SampleCounterCheck = field(default_factory=SampleCounterCheck)
     samples: int = 0
     status: str = "connected"
+    stalls: int = 0  # times the stream went stalled (cumulative, for /metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +236,7 @@ class SessionService:
             updates_sent=self.updates_sent,
             messages_published=self._hub.published,
             dropped_messages=self._hub.dropped,
-            streams=self._stream_stats(),
+            streams=self.stream_stats(),
         )
 
     def _on_frame(self, frame: Frame) -> None:
@@ -288,6 +289,8 @@ class SessionService:
             # itself still goes out below).
             kind = StatusKind.CONNECTED if event.kind is StatusKind.RECOVERED else event.kind
             self._stats[key].status = kind.value
+            if kind is StatusKind.STALLED:
+                self._stats[key].stalls += 1
         # Status details are free of physiological values by contract, safe to log.
         log.info("stream %s: %s %s", key, event.kind.value, event.detail)
         self._send(
@@ -321,14 +324,16 @@ class SessionService:
             )
             chunks.clear()
 
-    def _stream_stats(self) -> dict[str, dict[str, int | str]]:
-        """Per-stream counters, as in ``health.streams`` and :attr:`RunSummary.streams`."""
+    def stream_stats(self) -> dict[str, dict[str, int | str]]:
+        """Per-stream counters, as in ``health.streams``, :attr:`RunSummary.streams` and
+        ``/health``."""
         return {
             key: {
                 "received": stats.samples,
                 "lost": stats.counter.lost,
                 "duplicated": stats.counter.duplicated,
                 "status": stats.status,
+                "stalls": stats.stalls,
             }
             for key, stats in self._stats.items()
         }
@@ -336,7 +341,7 @@ class SessionService:
     def _health(self) -> Message:
         return self._messages(
             "health",
-            streams=self._stream_stats(),
+            streams=self.stream_stats(),
             updates_sent=self.updates_sent,
             clients=self._hub.consumer_count,
             dropped_messages=self._hub.dropped,

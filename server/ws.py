@@ -20,13 +20,16 @@ import hmac
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
+from typing import Protocol
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from dsp.exceptions import ConfigError, ProtocolError, ServeError
@@ -52,6 +55,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Room for a burst of browsers connecting while the session is still being set up (the
 # kernel completes their handshakes and holds them until the server accepts).
 _LISTEN_BACKLOG = 128
+# What a client of a room that is not serving yet is told to wait (it is usually waiting
+# for its sensors); the dashboard's feed reconnects on its own schedule anyway.
+_RETRY_AFTER_S = 5
 
 
 def parse_origin(text: str) -> str:
@@ -87,6 +93,11 @@ def parse_origin(text: str) -> str:
     if port is None or port == _DEFAULT_PORTS[parts.scheme]:
         return f"{parts.scheme}://{host}"
     return f"{parts.scheme}://{host}:{port}"
+
+
+def default_port(scheme: str) -> int:
+    """The port a URL of ``scheme`` (http/https/ws/wss) means when it names none."""
+    return 443 if scheme in ("https", "wss") else 80
 
 
 def url_host(host: str) -> str:
@@ -213,21 +224,46 @@ class WebsocketConfig:
         object.__setattr__(self, "allowed_origins", origins)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomChannel:
+    """What the endpoint needs of one running room: its hub, its message factory (for
+    replies) and its ``hello``."""
+
+    hub: Hub
+    messages: MessageFactory
+    hello: Callable[[], Message]
+
+
+class RoomDirectory(Protocol):
+    """The rooms a service runs, by name; :meth:`channel` is None while a room is not
+    serving (waiting for its sensors, failed or stopped), :meth:`state` says why."""
+
+    def names(self) -> Sequence[str]: ...
+
+    def channel(self, name: str) -> RoomChannel | None: ...
+
+    def state(self, name: str) -> str: ...
+
+
+def room_ws_path(room: str) -> str:
+    """The websocket path of one room of a service (``/ws`` also serves a lone room)."""
+    return f"{WS_PATH}/{quote(room, safe='')}"
+
+
 class WebsocketEndpoint:
-    """Serves ``/ws``: a ``hello`` on connect, then every hub message through a bounded queue."""
+    """Serves each room at ``/ws/<room>`` (and a service's only room also at ``/ws``): a
+    ``hello`` on connect, then every message of that room's hub through a bounded queue."""
 
     def __init__(
         self,
         *,
-        hub: Hub,
+        rooms: RoomDirectory,
         config: WebsocketConfig,
-        messages: MessageFactory,
-        hello: Callable[[], Message],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._hub = hub
+        self._rooms = rooms
         self._config = config
-        self._messages = messages
-        self._hello = hello
+        self._ssl = ssl_context
         self._server: Server | None = None
         self._ids = itertools.count(1)
 
@@ -243,18 +279,21 @@ class WebsocketEndpoint:
         interface; see :meth:`url_for`)."""
         return self.url_for(self._config.host)
 
-    @property
-    def local_url(self) -> str:
-        """The endpoint as reached from this machine (loopback for every-interface binds),
-        for clients in this process such as the dashboard's feeds."""
+    def local_url(self, room: str | None = None) -> str:
+        """The endpoint (``room``'s path if given) as reached from this machine (loopback
+        for every-interface binds), for clients in this process such as the dashboard's
+        feeds."""
         host = self._config.host
         if is_unspecified(host):
             host = "::1" if ":" in host else "127.0.0.1"
-        return self.url_for(host)
+        return self.url_for(host, room=room)
 
-    def url_for(self, host: str) -> str:
-        """The endpoint's URL through ``host`` (a name or address of this machine)."""
-        return f"ws://{url_host(host)}:{self.port}{WS_PATH}"
+    def url_for(self, host: str, *, room: str | None = None) -> str:
+        """The endpoint's URL through ``host`` (a name or address of this machine): the
+        path of ``room``, else ``/ws``."""
+        scheme = "ws" if self._ssl is None else "wss"
+        path = WS_PATH if room is None else room_ws_path(room)
+        return f"{scheme}://{url_host(host)}:{self.port}{path}"
 
     async def start(self, *, listener: socket.socket | None = None) -> None:
         """Start serving, on ``listener`` if given (a socket from :func:`listen_tcp`, whose
@@ -276,6 +315,7 @@ class WebsocketEndpoint:
             process_request=self._check_request,
             origins=origins,  # type: ignore[arg-type]
             max_size=MAX_CLIENT_MESSAGE_BYTES,
+            ssl=self._ssl,
         )
 
     async def stop(self) -> None:
@@ -283,10 +323,22 @@ class WebsocketEndpoint:
             self._server.close()
             await self._server.wait_closed()
 
+    def _room_of(self, path: str) -> str | None:
+        """The room a request path names (``/ws`` names a lone room), else None."""
+        if path == WS_PATH:
+            names = self._rooms.names()
+            return names[0] if len(names) == 1 else None
+        prefix = WS_PATH + "/"
+        if path.startswith(prefix) and unquote(path[len(prefix) :]) in self._rooms.names():
+            return unquote(path[len(prefix) :])
+        return None
+
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
-        if parts.path != WS_PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"unknown path; connect to {WS_PATH}\n")
+        room = self._room_of(parts.path)
+        if room is None:
+            paths = ", ".join(room_ws_path(name) for name in self._rooms.names())
+            return connection.respond(HTTPStatus.NOT_FOUND, f"unknown path; rooms: {paths}\n")
         token = self._config.token
         if token and not _token_offered(request, parts.query, token):
             log.warning("websocket client rejected: missing or wrong token")
@@ -298,39 +350,55 @@ class WebsocketEndpoint:
             # A 401 must say how to authenticate (RFC 9110 15.5.2).
             response.headers["WWW-Authenticate"] = 'Bearer realm="dyadsync"'
             return response
+        if self._rooms.channel(room) is None:
+            response = connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"room {room!r} is not serving ({self._rooms.state(room)}); try again later\n",
+            )
+            response.headers["Retry-After"] = str(_RETRY_AFTER_S)
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
+        assert connection.request is not None  # set once the handshake has completed
+        room = self._room_of(urlsplit(connection.request.path).path)
+        channel = None if room is None else self._rooms.channel(room)
+        if channel is None:  # the room stopped between handshake and handler
+            await connection.close(CloseCode.TRY_AGAIN_LATER, "room not serving")
+            return
         # Subscribe and take the backlog in one synchronous step, so every message is
         # either in the backlog or in the queue, never both or neither.
-        queue = self._hub.subscribe(f"ws-{next(self._ids)}")
-        history = self._hub.backlog()
+        queue = channel.hub.subscribe(f"ws-{next(self._ids)}")
+        history = channel.hub.backlog()
         sender: asyncio.Task[None] | None = None
         try:
-            await connection.send(encode(self._hello()))
+            await connection.send(encode(channel.hello()))
             for published in history:
                 await connection.send(published.text)
             sender = asyncio.create_task(self._send_loop(connection, queue))
             async for raw in connection:
-                await self._answer(connection, raw)
+                await self._answer(connection, channel.messages, raw)
         except ConnectionClosed:
             pass  # the client left; unsubscribing below is all there is to do
         finally:
-            self._hub.unsubscribe(queue)
+            channel.hub.unsubscribe(queue)
             if sender is not None:
                 sender.cancel()
 
-    async def _answer(self, connection: ServerConnection, raw: str | bytes) -> None:
+    @staticmethod
+    async def _answer(
+        connection: ServerConnection, messages: MessageFactory, raw: str | bytes
+    ) -> None:
         try:
             message = decode_client_message(raw)
         except ProtocolError as exc:
-            await connection.send(encode(self._messages.error("bad_message", str(exc))))
+            await connection.send(encode(messages.error("bad_message", str(exc))))
             return
         if message["type"] == "ping":
-            await connection.send(encode(self._messages("pong")))
+            await connection.send(encode(messages("pong")))
         else:
             detail = f"unknown message type {message['type']!r}; supported: ping"
-            await connection.send(encode(self._messages.error("unknown_type", detail)))
+            await connection.send(encode(messages.error("unknown_type", detail)))
 
     @staticmethod
     async def _send_loop(connection: ServerConnection, queue: ConsumerQueue) -> None:
@@ -339,3 +407,7 @@ class WebsocketEndpoint:
                 await connection.send((await queue.get()).text)
         except ConnectionClosed:
             return
+        except Exception:
+            # Without this the client would stay connected and silently receive nothing.
+            log.exception("websocket sender failed; closing the connection (1011)")
+            await connection.close(CloseCode.INTERNAL_ERROR, "server error")

@@ -73,7 +73,7 @@ import asyncio, sys
 from dashboard.serve import start_dashboard
 
 async def main() -> None:
-    handle = start_dashboard(ws_url=sys.argv[1], port=int(sys.argv[2]))
+    handle = start_dashboard(rooms={"room-1": sys.argv[1]}, port=int(sys.argv[2]))
     print("Dashboard: " + handle.url, flush=True)
     await asyncio.Event().wait()
 
@@ -112,7 +112,8 @@ async def handler(ws):
 async def main():
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=int(sys.argv[1]))
+        rooms = {"room-1": f"ws://127.0.0.1:{port}/ws"}
+        handle = start_dashboard(rooms=rooms, port=int(sys.argv[1]))
         print("Dashboard: " + handle.url, flush=True)
         await asyncio.Event().wait()
 

@@ -17,12 +17,13 @@ import pytest
 from websockets.asyncio.client import connect
 
 from dsp.types import Role, SignalKind
-from server.app import assemble_session
-from server.ws import WebsocketConfig
+from server.rooms import assemble_session
+from server.ws import RoomChannel, WebsocketConfig, WebsocketEndpoint
 from streamer.inlet import open_session_inlets
 from streamer.scenario import Episode, Scenario
 from streamer.session import simulator_session
 from streamer.simulate import DyadSimulator
+from tests.integration.fixed_rooms import FixedRooms
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,10 @@ async def test_thirty_seconds_of_live_chain_lose_nothing_and_stream_synchrony() 
     with DyadSimulator(scenario, source_prefix=prefix) as simulator:
         inlets = await asyncio.to_thread(open_session_inlets, session, timeout_s=10.0)
         parts = assemble_session(session, sources=inlets)
-        endpoint = parts.websocket(WebsocketConfig(port=0))
+        channel = RoomChannel(hub=parts.hub, messages=parts.messages, hello=parts.service.hello)
+        endpoint = WebsocketEndpoint(
+            rooms=FixedRooms({session.room: channel}), config=WebsocketConfig(port=0)
+        )
         await endpoint.start()
         received: list[dict[str, object]] = []
 

@@ -26,8 +26,8 @@ import pylsl
 import pytest
 import pyxdf
 
-from server.app import assemble_session
 from server.recorder import SYNC_CHANNELS, sync_row
+from server.rooms import assemble_session
 from server.service import ServiceConfig
 from streamer.player import open_replay
 

@@ -13,16 +13,16 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from dsp.exceptions import ServeError
 from server.hub import Hub
 from server.protocol import MessageFactory
-from server.ws import WebsocketConfig, WebsocketEndpoint
+from server.ws import RoomChannel, WebsocketConfig, WebsocketEndpoint
+from tests.integration.fixed_rooms import FixedRooms
 
 pytestmark = pytest.mark.integration
 
 
 async def started(config: WebsocketConfig, hub: Hub | None = None) -> WebsocketEndpoint:
     messages = MessageFactory(session="room-1", clock=lambda: 100.0)
-    endpoint = WebsocketEndpoint(
-        hub=hub or Hub(), config=config, messages=messages, hello=lambda: messages("hello")
-    )
+    channel = RoomChannel(hub=hub or Hub(), messages=messages, hello=lambda: messages("hello"))
+    endpoint = WebsocketEndpoint(rooms=FixedRooms({"room-1": channel}), config=config)
     await endpoint.start()
     return endpoint
 

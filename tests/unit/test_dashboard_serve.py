@@ -50,7 +50,7 @@ async def test_page_sessions_connect_to_the_server_and_stop_closes_them() -> Non
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0)
+        handle = start_dashboard(rooms={"room-1": f"ws://127.0.0.1:{port}/ws"}, port=0)
         try:
             assert handle.url.startswith("http://127.0.0.1:")
             assert handle.url.endswith("/dashboard")
@@ -81,7 +81,9 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        handle = start_dashboard(ws_url=f"ws://127.0.0.1:{port}/ws", port=0, token="s3 cret&")
+        handle = start_dashboard(
+            rooms={"room-1": f"ws://127.0.0.1:{port}/ws"}, port=0, token="s3 cret&"
+        )
         try:
             assert handle.url.endswith("/dashboard?token=s3+cret%26")
             # A browser with a wrong or no token: refused over HTTP, before any session.
@@ -107,15 +109,17 @@ async def test_token_is_required_on_the_page_and_sent_to_the_server() -> None:
 
 async def test_bad_options_are_refused_naming_the_command_line_option() -> None:
     with pytest.raises(ConfigError, match="--token"):
-        start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0")
+        start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, host="0.0.0.0")
     with pytest.raises(ConfigError, match=r"--allow-origin .*scheme://host:port"):
-        start_dashboard(ws_url="ws://127.0.0.1:1/ws", host="0.0.0.0", token="t")
+        start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, host="0.0.0.0", token="t")
     with pytest.raises(ConfigError, match=r"--allow-origin 'http://' is not an origin"):
-        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0, allow_websocket_origins=["http://"])
+        start_dashboard(
+            rooms={"room-1": "ws://127.0.0.1:1/ws"}, port=0, allow_websocket_origins=["http://"]
+        )
     with pytest.raises(ConfigError, match="--dashboard-port"):
-        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=70000)
-    with pytest.raises(ConfigError, match="ws_url"):
-        start_dashboard(ws_url="http://127.0.0.1:1/ws")
+        start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, port=70000)
+    with pytest.raises(ConfigError, match="room.s websocket must look like"):
+        start_dashboard(rooms={"room-1": "http://127.0.0.1:1/ws"})
 
 
 async def test_port_in_use_names_the_option() -> None:
@@ -124,13 +128,13 @@ async def test_port_in_use_names_the_option() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ServeError, match=f"127.0.0.1:{port}.*another --dashboard-port"):
-            start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=port)
+            start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, port=port)
 
 
 async def test_serves_on_a_socket_the_caller_bound() -> None:
     listener = listen_tcp(host="127.0.0.1", port=0, what="the dashboard", flag="--dashboard-port")
     port = listener.getsockname()[1]
-    handle = start_dashboard(ws_url="ws://127.0.0.1:9/ws", listener=listener)
+    handle = start_dashboard(rooms={"room-1": "ws://127.0.0.1:9/ws"}, listener=listener)
     try:
         assert handle.port == port and handle.url == f"http://127.0.0.1:{port}/dashboard"
         assert (await AsyncHTTPClient().fetch(handle.url)).code == 200
@@ -149,7 +153,7 @@ def test_origins_are_normalised_for_bokeh() -> None:
 
 def test_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
-        start_dashboard(ws_url="ws://127.0.0.1:1/ws", port=0)
+        start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, port=0)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +169,7 @@ async def test_closed_tab_warnings_are_quiet_unless_info_is_wanted(
     for name in names:
         logging.getLogger(name).setLevel(logging.NOTSET)
     try:
-        handle = start_dashboard(ws_url="ws://127.0.0.1:9/ws", port=0)
+        handle = start_dashboard(rooms={"room-1": "ws://127.0.0.1:9/ws"}, port=0)
         handle.stop()
         levels = [logging.getLogger(n).level for n in names]
         assert levels == ([logging.ERROR] * 2 if quieted else [logging.NOTSET] * 2)

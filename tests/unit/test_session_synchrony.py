@@ -9,7 +9,7 @@ import pytest
 
 from dsp.exceptions import ConfigError
 from dsp.pipeline import Derived
-from server.app import pipeline_config
+from server.rooms import pipeline_config
 from streamer.scenario import load_scenario
 from streamer.session import parse_session
 
