@@ -220,8 +220,8 @@ async def test_a_minute_of_derived_outlets_matches_the_messages_sample_for_sampl
         np.testing.assert_allclose(np.diff(stamps), 0.25, rtol=0, atol=1e-9)  # the 4 Hz grid
         assert np.isfinite(values).mean() > 0.5, key  # mostly valid; NaN where not
     for signal in ("hr", "phasic"):
-        stamps = want[f"sync-{signal}"][0]
-        np.testing.assert_allclose(np.diff(stamps), 1.0, rtol=0, atol=1e-9)  # one per step_s
+        updates_t = want[f"sync-{signal}"][0]
+        np.testing.assert_allclose(np.diff(updates_t), 1.0, rtol=0, atol=1e-9)  # one per step_s
         assert any(m["estimate"] for m in messages if m["type"] == "sync" and m["signal"] == signal)
     events = [m for m in messages if m["type"] in ("status", "episode")]
     assert {m["type"] for m in events} == {"status", "episode"}
