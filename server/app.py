@@ -32,6 +32,7 @@ import pylsl
 from dsp.exceptions import ConfigError, ServeError
 from server.catalogue import RecordingOptions
 from server.exposure import is_unspecified
+from server.outputs import OutputOptions, RunningOutputs
 from server.rooms import RoomPlan, Rooms
 from server.service import FrameSource, RunSummary, ServiceConfig
 from server.signals import STOP_SIGNALS
@@ -64,6 +65,7 @@ class ServeOptions:
     duration_s: float | None = None
     open_browser: bool = False
     tls: TlsConfig | None = None
+    outputs: OutputOptions = field(default_factory=OutputOptions)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dashboard_port <= 65535:
@@ -192,6 +194,8 @@ async def serve_rooms(
                 cleanup.callback(_close_all, plan.sources)
         ports = ports if ports is not None else bind_ports(options)
         cleanup.callback(ports.close)
+        outputs = RunningOutputs(rooms, options.outputs)
+        cleanup.push_async_callback(outputs.stop)
         cleanup.enter_context(_stop_on_signals(rooms.request_stop))
         await endpoint.start(listener=ports.websocket)
         cleanup.push_async_callback(endpoint.stop)

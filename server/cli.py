@@ -32,6 +32,7 @@ from server.signals import STOP_SIGNALS
 if TYPE_CHECKING:
     from server.app import BoundPorts, ServeOptions
     from server.catalogue import RecordingOptions
+    from server.mqtt_bridge import MqttConfig
     from server.service import RunSummary
     from streamer.player import Replay
     from streamer.scenario import Scenario
@@ -188,6 +189,29 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-browser", action="store_true", help="do not open a browser; print the URL only"
     )
+    tls = parser.add_argument_group("TLS (https:// and wss://; docs/operations.md)")
+    tls.add_argument("--certfile", type=Path, default=None, help="PEM certificate (chain)")
+    tls.add_argument("--keyfile", type=Path, default=None, help="PEM private key (unencrypted)")
+    outputs = parser.add_argument_group("outputs besides the websocket")
+    outputs.add_argument(
+        "--lsl-out",
+        action="store_true",
+        help="publish HR, SCL, phasic EDA, synchrony and events as LSL streams "
+        "(docs/lsl_outputs.md)",
+    )
+    outputs.add_argument(
+        "--mqtt-host", default=None, help="publish to this MQTT broker (docs/mqtt.md)"
+    )
+    outputs.add_argument("--mqtt-port", type=_port, default=1883, help="default 1883")
+    outputs.add_argument("--mqtt-qos", type=int, default=1, help="0, 1 (default) or 2")
+    outputs.add_argument("--mqtt-username", default=None)
+    outputs.add_argument(
+        "--mqtt-password-file", type=Path, default=None, help="file whose first line is it"
+    )
+    outputs.add_argument(
+        "--mqtt-tls-ca", type=Path, default=None, help="CA of the broker's certificate (TLS)"
+    )
+    outputs.add_argument("--mqtt-topic-prefix", default="dyadsync/v1", help="topic prefix")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -628,10 +652,16 @@ def _import_dashboard() -> None:
 
 def _serve_options(args: argparse.Namespace) -> ServeOptions:
     """Validated server options; fails before anything touches the network."""
+    from dsp.exceptions import ConfigError
     from server.app import ServeOptions
+    from server.outputs import OutputOptions
+    from server.tls import TlsConfig, exposure_warning
     from server.ws import WebsocketConfig
 
-    return ServeOptions(
+    if (args.certfile is None) != (args.keyfile is None):
+        raise ConfigError("--certfile and --keyfile go together (TLS needs both)")
+    tls = None if args.certfile is None else TlsConfig(certfile=args.certfile, keyfile=args.keyfile)
+    options = ServeOptions(
         websocket=WebsocketConfig(
             host=args.host,
             port=args.ws_port,
@@ -641,4 +671,35 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
         dashboard_port=args.dashboard_port,
         duration_s=args.duration,
         open_browser=not args.no_browser,
+        tls=tls,
+        outputs=OutputOptions(mqtt=_mqtt_config(args), lsl=args.lsl_out),
+    )
+    warning = exposure_warning(host=args.host, tls=tls)
+    if warning is not None:
+        print(f"dyadsync: warning: {warning}", file=sys.stderr, flush=True)
+    return options
+
+
+def _mqtt_config(args: argparse.Namespace) -> MqttConfig | None:
+    from dsp.exceptions import ConfigError
+    from server.mqtt_bridge import MqttConfig
+
+    if args.mqtt_host is None:
+        needs_host = {
+            "--mqtt-username": args.mqtt_username,
+            "--mqtt-password-file": args.mqtt_password_file,
+            "--mqtt-tls-ca": args.mqtt_tls_ca,
+        }
+        given = [flag for flag, value in needs_host.items() if value]
+        if given:
+            raise ConfigError(f"{given[0]} needs --mqtt-host (the broker to publish to)")
+        return None
+    return MqttConfig(
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        qos=args.mqtt_qos,
+        username=args.mqtt_username,
+        password_file=args.mqtt_password_file,
+        tls_ca=args.mqtt_tls_ca,
+        topic_prefix=args.mqtt_topic_prefix,
     )
