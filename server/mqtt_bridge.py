@@ -29,7 +29,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -349,7 +348,7 @@ class MqttBridge:
             last_error=self._last_error,
         )
 
-    def room_state(self, room: str) -> dict[str, Any]:
+    def room_state(self, room: str) -> Message:
         """The state message of ``room`` as it would be published now."""
         return self._rooms[room].state.message(online_topic=self.online_topic)
 

@@ -241,7 +241,6 @@ async def test_every_message_arrives_and_the_state_is_retained_for_late_subscrib
                 what="the episode closed in the state",
             )
         # A clean stop says offline itself (the will is only for an unclean end).
-        availability = [r.text for r in received if r.topic == bridge.online_topic]
         await until(
             lambda: (
                 [r.text for r in received if r.topic == bridge.online_topic][-1:] == ["offline"]
@@ -249,8 +248,7 @@ async def test_every_message_arrives_and_the_state_is_retained_for_late_subscrib
             timeout_s=3,
             what="offline after a clean stop",
         )
-        assert availability[0] == "online"
-    print("observed state payload:", next(r.text for r in late if r.topic.endswith("room1/state")))
+        assert next(r.text for r in received if r.topic == bridge.online_topic) == "online"
     # Connection states are logged; values never are.
     assert "MQTT connected" in caplog.text
     for value in ("0.62", "71.2", "-0.31"):
@@ -360,8 +358,9 @@ async def test_a_broker_outage_never_stalls_publishing_and_every_message_is_acco
     assert stats.published + stats.lost == sent
     assert stats.lost >= 20  # 4 s at 10 Hz into a 20-message queue
     # The pipeline never stalled: publish() returned at once, the 10 Hz rate held.
-    assert max(publish_durations_s) < 0.005
-    assert max(lateness_s) < 0.2
+    # (Bounds far below the outage's seconds, with room for a busy shared machine.)
+    assert max(publish_durations_s) < 0.05
+    assert max(lateness_s) < 0.25
     assert sent >= 0.95 * publisher_s / period_s
     numbers = [r.message["n"] for r in received]
     assert numbers == sorted(set(numbers)), "no duplicates, publish order kept"
