@@ -20,14 +20,8 @@ failed: the badge and the replay wording as the browser draws them
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,35 +29,23 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-# Regenerating the README screenshot runs the demo longer, until a tile shows a state
-# (the surrogate null needs more than the default minute to fill).
-UPDATE_SCREENSHOT = os.environ.get("DYADSYNC_UPDATE_SCREENSHOT") == "1"
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    UPDATE_SCREENSHOT,
+    DemoProcess,
+    free_port,
+    open_dashboard,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360 if UPDATE_SCREENSHOT else 240)]
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Long enough for the whole test: the test stops the demo itself to check the greying.
-DEMO_DURATION_S = 180 if UPDATE_SCREENSHOT else 120
 STATE_FOR_SCREENSHOT_TIMEOUT_S = 150.0
-STARTUP_TIMEOUT_S = 45.0
 # The synchrony window (30 s by default, plus the maximum lag) must fill before the first
 # estimate, and the heart rate needs a few beats first; the test ends the demo itself.
 FIRST_ESTIMATE_TIMEOUT_S = 50.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # A dashboard alone, fed by another process's websocket: stopping that process cuts only
@@ -121,86 +103,6 @@ asyncio.run(main())
 """
 
 
-class DemoProcess:
-    """A command in the background (by default `dyadsync demo`), stdout drained by a thread.
-
-    ``env`` is added to this process's environment; ``record`` is the demo's ``--record``
-    folder (the demo records nothing without it)."""
-
-    def __init__(
-        self,
-        log_path: Path,
-        command: list[str] | None = None,
-        *,
-        env: dict[str, str] | None = None,
-        record: Path | None = None,
-    ) -> None:
-        self.ws_port = _free_port()
-        command = command or [
-            str(Path(sys.executable).parent / "dyadsync"),
-            "demo",
-            "--no-browser",
-            "--duration",
-            str(DEMO_DURATION_S),
-            "--ws-port",
-            str(self.ws_port),
-            "--dashboard-port",
-            str(_free_port()),
-            *(["--record", str(record)] if record is not None else []),
-        ]
-        self.what = " ".join(Path(part).name for part in command[:2])
-        self._stderr = log_path.open("w")
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> str:
-        self._stderr.flush()
-        stderr_tail = self.log_path.read_text(errors="replace")[-3000:]
-        return "stdout:\n" + "\n".join(self.lines) + "\nstderr (tail):\n" + stderr_tail
-
-    def dashboard_url(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if line.startswith("Dashboard: http://"):
-                    return line.removeprefix("Dashboard: ").strip()
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"{self.what} exited with {self.proc.returncode} before printing "
-                    f"its dashboard URL\n{self.output()}"
-                )
-            time.sleep(0.1)
-        pytest.fail(
-            f"no 'Dashboard: http://...' line within {STARTUP_TIMEOUT_S} s\n{self.output()}"
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # the demo stops cleanly on Ctrl-C
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=5)
-        self._stderr.close()
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
     folder = tmp_path_factory.mktemp("demo")
@@ -224,7 +126,7 @@ def standalone(
 ) -> Iterator[DemoProcess]:
     """A second dashboard process on the demo's websocket."""
     ws_url = f"ws://127.0.0.1:{demo.ws_port}/ws"
-    command = [sys.executable, "-c", _STANDALONE_DASHBOARD, ws_url, str(_free_port())]
+    command = [sys.executable, "-c", _STANDALONE_DASHBOARD, ws_url, str(free_port())]
     process = DemoProcess(tmp_path_factory.mktemp("standalone") / "stderr.log", command)
     try:
         yield process
@@ -290,19 +192,6 @@ def _assert_grey(page: Page, *, pill: str) -> None:
     assert seen["dots"] == [GREY_DOT] * 4, seen
 
 
-def _open(browser: Any, url: str, errors: list[str]) -> Page:
-    page: Page = browser.new_page(viewport={"width": 1400, "height": 860})
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(url)
-    page.wait_for_function(
-        "() => window.Bokeh && Bokeh.documents.length > 0"
-        " && Bokeh.documents[0].get_model_by_name('waiting') !== null"
-        " && !Bokeh.documents[0].get_model_by_name('waiting').visible",
-        timeout=30_000,
-    )  # the server's hello arrived and the signal sections are shown
-    return page
-
-
 # Per shown signal: finite points on the synchrony line, and the plot's note.
 _SYNC_PLOTS = """() => ['hr', 'scl', 'phasic']
     .filter((s) => Bokeh.documents[0].get_model_by_name('section_' + s).visible)
@@ -331,7 +220,7 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
             # Pages opened in the first seconds (the issue: a synchrony plot with only its
             # legend): every synchrony plot has points or says why not, in words.
             for attempt in range(5):
-                early = _open(browser, url, page_errors)
+                early = open_dashboard(browser, url, page_errors)
                 early.wait_for_timeout(800)  # a few display ticks
                 for plot in early.evaluate(_SYNC_PLOTS):
                     assert plot["points"] > 0 or plot["note"].startswith(
@@ -341,7 +230,7 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
                     early.screenshot(path=str(artifacts / "dashboard-early.png"), full_page=True)
                 early.close()
 
-            page = _open(browser, url, page_errors)
+            page = open_dashboard(browser, url, page_errors)
             signals: list[str] = page.evaluate(
                 """() => ['hr', 'scl', 'phasic'].filter((s) =>
                     Bokeh.documents[0].get_model_by_name('section_' + s).visible)"""
@@ -454,7 +343,7 @@ def test_dashboard_renders_and_updates_live(demo: DemoProcess, standalone: DemoP
                 shutil.copyfile(screenshot, REPO / "docs" / "dashboard.png")
 
             # A second dashboard on the same websocket, to lose only that link below.
-            feed_page = _open(browser, standalone.dashboard_url(), page_errors)
+            feed_page = open_dashboard(browser, standalone.dashboard_url(), page_errors)
             page.wait_for_timeout(500)
             assert _greyed(feed_page)["pills"] == ["Connected"]
             before_loss = _greyed(page)
@@ -500,7 +389,7 @@ WARNING_ORANGE = "rgb(230, 159, 0)"  # Okabe-Ito orange, the warning level's bor
 def test_recording_failure_badge_and_replay_end(tmp_path: Path) -> None:
     scripted = DemoProcess(
         tmp_path / "scripted-stderr.log",
-        [sys.executable, "-c", _SCRIPTED_REPLAY, str(_free_port())],
+        [sys.executable, "-c", _SCRIPTED_REPLAY, str(free_port())],
     )
     page_errors: list[str] = []
     artifacts = REPO / "artifacts"
@@ -510,7 +399,7 @@ def test_recording_failure_badge_and_replay_end(tmp_path: Path) -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = _open(browser, url, page_errors)
+                page = open_dashboard(browser, url, page_errors)
                 badge = page.locator(".rec.level-warn")
                 badge.wait_for(state="visible", timeout=10_000)
                 assert badge.inner_text() == (
