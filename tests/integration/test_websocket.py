@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 from collections.abc import AsyncIterator
 
@@ -122,3 +123,60 @@ async def test_port_in_use_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ServeError, match=f"127.0.0.1:{port}.*choose another --ws-port"):
             await started(WebsocketConfig(port=port))
+
+
+async def test_a_sender_that_fails_closes_its_connection_with_1011() -> None:
+    hub = Hub()
+    ep = await started(WebsocketConfig(port=0), hub)
+    try:
+        async with connect(ep.url) as ws:
+            assert (await receive(ws))["type"] == "hello"
+            # A message that bypassed the factory's cleaning cannot be encoded (a bug):
+            # the client is told, not left connected and silently starved.
+            hub.publish({"v": 1, "type": "sync", "session": "room-1", "t": 1.0, "r": math.nan})
+            with pytest.raises(ConnectionClosedError) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    finally:
+        await ep.stop()
+
+
+class _Rooms(FixedRooms):
+    """Room "later" exists but is not serving yet (waiting for its sensors)."""
+
+    def names(self) -> list[str]:
+        return [*super().names(), "later"]
+
+    def state(self, name: str) -> str:
+        return "waiting: waiting for its sensors" if name == "later" else "running"
+
+
+async def test_each_room_has_its_path_and_a_room_not_serving_says_so() -> None:
+    channels = {
+        name: RoomChannel(
+            hub=Hub(),
+            messages=(factory := MessageFactory(session=name, clock=lambda: 1.0)),
+            hello=lambda factory=factory: factory("hello"),  # type: ignore[misc]
+        )
+        for name in ("room-a", "room-b")
+    }
+    ep = WebsocketEndpoint(rooms=_Rooms(channels), config=WebsocketConfig(port=0))
+    await ep.start()
+    try:
+        for room in ("room-a", "room-b"):
+            async with connect(ep.url_for("127.0.0.1", room=room)) as ws:
+                assert (await receive(ws))["session"] == room
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ep.url_for("127.0.0.1", room="later")):
+                pass
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "5"
+        assert b"waiting for its sensors" in refused.value.response.body
+        # Two rooms: /ws names none of them, and an unknown room is not found.
+        for path in ("/ws", "/ws/nope"):
+            with pytest.raises(InvalidStatus) as missing:
+                async with connect(f"ws://127.0.0.1:{ep.port}{path}"):
+                    pass
+            assert missing.value.response.status_code == 404
+    finally:
+        await ep.stop()
