@@ -16,8 +16,8 @@ recorder started before the session already sees every stream:
 Every sample is stamped with the time the message gives it on the session clock (the LSL
 clock live; the recording's own time in a replay): a grid sample with its grid time, a
 synchrony update with the newest sample of its window, an event with its ``t``. The
-stamps are therefore in the (recent) past when pushed, exactly where the raw streams'
-samples of that moment are.
+stamps are therefore in the (recent) past when pushed, on the same clock as the raw
+streams' samples of the moment they describe.
 """
 
 from __future__ import annotations
