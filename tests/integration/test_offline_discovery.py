@@ -26,7 +26,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
-# What the dyadsync command line uses (server.cli sets it unless the user has their own).
+# What the dyadsync command line uses (dyadsync.cli sets it unless the user has their own).
 LSL_CONFIG = {"LSLAPICFG": str(ROOT / "streamer" / "lsl_api.cfg")}
 
 

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from dsp.types import Frame, Role, SignalKind, StatusEvent
-from server.app import ServeOptions, bind_ports, serve_rooms
+from dyadsync.app import ServeOptions, bind_ports, serve_rooms
 from server.rooms import RoomPlan
 from server.ws import WebsocketConfig
 from streamer.scenario import Episode, Scenario

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from server.signals import STOP_SIGNALS
 
 if TYPE_CHECKING:
-    from server.app import BoundPorts, ServeOptions
+    from dyadsync.app import BoundPorts, ServeOptions
     from server.catalogue import RecordingOptions
     from server.mqtt_bridge import MqttConfig
     from server.service import RunSummary
@@ -460,7 +460,7 @@ def _streams(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from server.app import bind_ports
+    from dyadsync.app import bind_ports
     from streamer.session import load_session
 
     sessions = [load_session(path) for path in args.sessions]
@@ -485,7 +485,7 @@ def _serve_rooms(
     ports: BoundPorts,
 ) -> int:
     """Several rooms: each waits for its own sensors (a missing one holds up no other)."""
-    from server.app import serve_rooms
+    from dyadsync.app import serve_rooms
     from server.rooms import RoomPlan
 
     threading.Thread(target=_import_dashboard, name="import-dashboard", daemon=True).start()
@@ -501,7 +501,7 @@ def _serve_rooms(
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from server.app import bind_ports
+    from dyadsync.app import bind_ports
     from streamer.session import simulator_session
     from streamer.simulate import DyadSimulator
 
@@ -529,7 +529,7 @@ def _discover_and_serve(
     recording: RecordingOptions | None,
 ) -> RunSummary:
     """Wait for the session's streams, then serve them on the ports already bound."""
-    from server.app import serve_session
+    from dyadsync.app import serve_session
     from streamer.inlet import open_session_inlets
 
     # Bokeh takes seconds to import on a busy machine; doing it while discovery waits for
@@ -577,7 +577,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.lsl:
         replay = open_replay(args.file, session=session, speed=args.speed)
         return _replay_lsl(replay, name_prefix=args.name_prefix)
-    from server.app import bind_ports
+    from dyadsync.app import bind_ports
 
     options = _serve_options(args)
     with bind_ports(options) as ports:
@@ -592,7 +592,7 @@ def _replay(args: argparse.Namespace) -> int:
 async def _serve_replay(
     replay: Replay, *, options: ServeOptions, ports: BoundPorts, keep_open: bool
 ) -> RunSummary:
-    from server.app import serve_session
+    from dyadsync.app import serve_session
     from server.service import ServiceConfig
 
     # Max speed: no pause between loop steps (the replay bounds the work of each).
@@ -653,7 +653,7 @@ def _import_dashboard() -> None:
 def _serve_options(args: argparse.Namespace) -> ServeOptions:
     """Validated server options; fails before anything touches the network."""
     from dsp.exceptions import ConfigError
-    from server.app import ServeOptions
+    from dyadsync.app import ServeOptions
     from server.outputs import OutputOptions
     from server.tls import TlsConfig, exposure_warning
     from server.ws import WebsocketConfig
