@@ -268,8 +268,9 @@ class RoomState:
             self.streams[f"{message.get('role')}-{signal}"] = message
         else:
             self.recording = message
-        t = float(message["t"])
-        self.t = t if self.t is None else max(self.t, t)
+        t = message.get("t")
+        if isinstance(t, int | float):
+            self.t = float(t) if self.t is None else max(self.t, float(t))
         self.changed.set()
 
     def message(self, *, online_topic: str) -> Message:
@@ -401,13 +402,19 @@ class MqttBridge:
             self._connections += 1
             self._connected = True
             self._last_error = None
-            log.info(
-                "MQTT connected to %s as %s for rooms %s (%s)",
-                self._where,
-                self._client_id,
-                ", ".join(self._rooms),
-                "first connection" if self._connections == 1 else "reconnected",
-            )
+            if self._connections == 1:
+                log.info(
+                    "MQTT connected to %s as %s for rooms %s",
+                    self._where,
+                    self._client_id,
+                    ", ".join(self._rooms),
+                )
+            else:
+                log.info(
+                    "MQTT reconnected to %s; %d messages lost so far",
+                    self._where,
+                    self.stats.lost,
+                )
             tasks = [asyncio.create_task(self._watch(client))]
             for room in self._rooms.values():
                 # Republished on every connection: the broker may have restarted without
@@ -520,7 +527,7 @@ class MqttBridge:
         # Logged when the problem changes, not at every retry.
         if text != self._last_error:
             log.warning(
-                "MQTT %s; retrying with backoff up to %.0f s, messages wait in bounded queues",
+                "MQTT: %s; retrying with backoff up to %.0f s, messages wait in bounded queues",
                 text,
                 self._config.reconnect_max_s,
             )
