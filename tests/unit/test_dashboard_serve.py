@@ -4,6 +4,7 @@ websocket feed, the token is enforced, stop() releases everything."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from urllib.parse import parse_qsl
@@ -16,6 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from dashboard.serve import _bokeh_origin, start_dashboard
 from dsp.exceptions import ConfigError, ServeError
+from server.health import RoomHealth, RoomState
 from server.ws import listen_tcp
 from tests.unit.dashboard_helpers import hello
 
@@ -118,7 +120,7 @@ async def test_bad_options_are_refused_naming_the_command_line_option() -> None:
         )
     with pytest.raises(ConfigError, match="--dashboard-port"):
         start_dashboard(rooms={"room-1": "ws://127.0.0.1:1/ws"}, port=70000)
-    with pytest.raises(ConfigError, match="room.s websocket must look like"):
+    with pytest.raises(ConfigError, match="websocket must look like"):
         start_dashboard(rooms={"room-1": "http://127.0.0.1:1/ws"})
 
 
@@ -177,3 +179,31 @@ async def test_closed_tab_warnings_are_quiet_unless_info_is_wanted(
         root.setLevel(saved[0])
         for name, level in zip(names, saved[1:], strict=True):
             logging.getLogger(name).setLevel(level)
+
+
+async def test_health_metrics_and_rooms_page_need_the_token_as_the_pages_do() -> None:
+    room = RoomHealth(
+        room="room-1", state=RoomState.RUNNING, uptime_s=5.0, streams={}, clients=0,
+        updates_sent=3, dropped_messages=0, queue_depths={},
+    )  # fmt: skip
+    handle = start_dashboard(
+        rooms={"room-1": "ws://127.0.0.1:9/ws/room-1"}, status=lambda: [room], port=0, token="tk"
+    )
+    client = AsyncHTTPClient()
+    base = f"http://127.0.0.1:{handle.port}"
+    try:
+        for path in ("/health", "/metrics", "/"):
+            refused = await client.fetch(base + path, raise_error=False)
+            assert refused.code == 403, path
+            wrong = {"Authorization": "Bearer nope"}
+            assert (await client.fetch(base + path, headers=wrong, raise_error=False)).code == 403
+        bearer = {"Authorization": "Bearer tk"}
+        health = await client.fetch(base + "/health", headers=bearer)
+        assert json.loads(health.body)["rooms"]["room-1"]["state"] == "running"
+        metrics = await client.fetch(base + "/metrics?token=tk")
+        assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert b'dyadsync_room_up{room="room-1"} 1' in metrics.body
+        landing = await client.fetch(base + "/?token=tk")
+        assert b'href="/dashboard/room-1?token=tk"' in landing.body
+    finally:
+        handle.stop()
