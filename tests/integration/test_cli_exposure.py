@@ -84,3 +84,5 @@ def test_every_interface_bind_prints_openable_urls_and_refuses_without_token() -
     assert status == 0, demo.err
     assert len(summary_rows(demo.out)) == 4
     assert TOKEN not in demo.err  # the token is printed in the URLs only, never logged
+    # Without TLS the token and the data cross the network readable: said at start.
+    assert "without TLS" in demo.err and "--certfile" in demo.err, demo.err
