@@ -3,7 +3,7 @@
 The dashboard relies only on ``docs/protocol.md`` (version 1), never on server code, so a
 third-party server speaking the documented protocol drives it equally well. Every message
 is turned into a small typed value here, once; the rest of the dashboard never touches raw
-JSON. Anything that does not conform raises :class:`~dsp.exceptions.ProtocolError` whose
+JSON. Anything that does not conform raises :class:`~server.errors.ProtocolError` whose
 ``category`` lets the caller count what it ignored (unknown version, unknown type, ...).
 
 Conformance rules taken from the protocol document:
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
-from dsp.exceptions import ProtocolError
+from server.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 

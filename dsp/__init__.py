@@ -27,12 +27,7 @@ from dsp.eda_quality import EdaQuality, InvalidSpan
 from dsp.exceptions import (
     ConfigError,
     DyadsyncError,
-    ProtocolError,
-    RecordingError,
     SignalError,
-    StreamError,
-    StreamMismatchError,
-    StreamNotFoundError,
 )
 from dsp.filters import StreamingSosFilter, butter_sos
 from dsp.heart_rate import HeartRateConfig, HeartRateOutput, HeartRateProcessor, HrReason
@@ -67,16 +62,11 @@ __all__ = [
     "HrReason",
     "InvalidSpan",
     "PipelineConfig",
-    "ProtocolError",
     "RPeakConfig",
     "RPeakDetector",
     "RPeaks",
-    "RecordingError",
     "Scr",
     "SignalError",
-    "StreamError",
-    "StreamMismatchError",
-    "StreamNotFoundError",
     "StreamingCrossCorrelation",
     "StreamingSosFilter",
     "SyncUpdate",

@@ -5,15 +5,17 @@ can catch everything we mean with one ``except``. Third-party errors are transla
 the boundary where they occur. Messages say what was wrong, the offending value, and
 what to do about it.
 
-    DyadsyncError
-    ├── ConfigError            a TOML file (scenario, device, session) is malformed
+    DyadsyncError                          (here)
+    ├── ConfigError            a TOML file (scenario, device, session) or option is malformed
     ├── SignalError            input to a dsp object is unusable (shape, rate, order)
-    ├── StreamError            LSL acquisition problem
-    │   ├── StreamNotFoundError    a required stream is not visible on the network
-    │   └── StreamMismatchError    channel count / duplicate source_id / format changed
-    ├── ProtocolError          a websocket/MQTT message is malformed or too large
-    ├── ServeError             a server cannot start (port in use, address not on this host)
-    └── RecordingError         an XDF file cannot be written or read
+    ├── StreamError            LSL acquisition problem                    (streamer.errors)
+    │   └── StreamNotFoundError    a required stream is not visible on the network
+    ├── RecordingError         an XDF file cannot be written or read      (streamer.errors)
+    ├── ProtocolError          a websocket/MQTT message is malformed      (server.errors)
+    └── ServeError             a server cannot start (port in use, ...)   (server.errors)
+
+The root and the errors of the pure core live here; the I/O errors live in the layer
+that does that I/O, so ``dsp`` stays free of it.
 """
 
 from __future__ import annotations
@@ -55,27 +57,3 @@ class ConfigError(DyadsyncError):
 
 class SignalError(DyadsyncError):
     """Input handed to a dsp object cannot be processed (wrong shape, rate, ordering)."""
-
-
-class StreamError(DyadsyncError):
-    """A problem acquiring data over Lab Streaming Layer."""
-
-
-class StreamNotFoundError(StreamError):
-    """A stream the session needs is not visible on the network."""
-
-
-class StreamMismatchError(StreamError):
-    """A stream changed shape (channel count, format) or two streams claim one source_id."""
-
-
-class ProtocolError(DyadsyncError):
-    """A websocket or MQTT message is malformed, of an unknown version, or too large."""
-
-
-class ServeError(DyadsyncError):
-    """A network server (websocket, dashboard) cannot listen where it was asked to."""
-
-
-class RecordingError(DyadsyncError):
-    """An XDF recording cannot be written, or a file cannot be read back."""

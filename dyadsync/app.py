@@ -29,13 +29,15 @@ from urllib.parse import urlsplit
 
 import pylsl
 
-from dsp.exceptions import ConfigError, ServeError
+from dsp.exceptions import ConfigError
 from server.catalogue import RecordingOptions
+from server.errors import ServeError
 from server.exposure import is_unspecified
 from server.outputs import OutputOptions, RunningOutputs
 from server.rooms import RoomPlan, Rooms
 from server.service import FrameSource, RunSummary, ServiceConfig
 from server.signals import STOP_SIGNALS
+from server.tls import TlsConfig, exposure_warning
 from server.ws import (
     WebsocketConfig,
     WebsocketEndpoint,
@@ -48,7 +50,6 @@ from streamer.session import SessionConfig
 
 if TYPE_CHECKING:
     from dashboard.serve import DashboardHandle
-    from server.tls import TlsConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +111,7 @@ class BoundPorts:
 
 
 def bind_ports(options: ServeOptions) -> BoundPorts:
-    """Bind both ports now; :class:`~dsp.exceptions.ServeError` naming ``--ws-port``,
+    """Bind both ports now; :class:`~server.errors.ServeError` naming ``--ws-port``,
     ``--dashboard-port`` or ``--host`` if one cannot be bound."""
     host = options.websocket.host
     websocket = listen_tcp(
@@ -250,6 +251,9 @@ def _announce(
     landing page listing them, then one line per room.
     """
     host = options.websocket.host
+    warning = exposure_warning(host=host, tls=options.tls)
+    if warning is not None:
+        print(f"dyadsync: warning: {warning}", file=sys.stderr, flush=True)
     scheme = "https" if options.tls is not None else "http"
     names = machine_names() if is_unspecified(host) else []
     remote = [

@@ -211,6 +211,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     outputs.add_argument(
         "--mqtt-tls-ca", type=Path, default=None, help="CA of the broker's certificate (TLS)"
     )
+    outputs.add_argument(
+        "--mqtt-tls-cert", type=Path, default=None, help="client certificate (with its key)"
+    )
+    outputs.add_argument("--mqtt-tls-key", type=Path, default=None, help="client key")
     outputs.add_argument("--mqtt-topic-prefix", default="dyadsync/v1", help="topic prefix")
 
 
@@ -373,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     # Imported here, not at the top, so that main() has its signal handlers first (the
     # dsp package loads numpy and scipy).
-    from dsp.exceptions import ConfigError, DyadsyncError, ServeError
+    from dsp.exceptions import ConfigError, DyadsyncError
+    from server.errors import ServeError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -655,13 +660,13 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
     from dsp.exceptions import ConfigError
     from dyadsync.app import ServeOptions
     from server.outputs import OutputOptions
-    from server.tls import TlsConfig, exposure_warning
+    from server.tls import TlsConfig
     from server.ws import WebsocketConfig
 
     if (args.certfile is None) != (args.keyfile is None):
         raise ConfigError("--certfile and --keyfile go together (TLS needs both)")
     tls = None if args.certfile is None else TlsConfig(certfile=args.certfile, keyfile=args.keyfile)
-    options = ServeOptions(
+    return ServeOptions(
         websocket=WebsocketConfig(
             host=args.host,
             port=args.ws_port,
@@ -674,10 +679,6 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
         tls=tls,
         outputs=OutputOptions(mqtt=_mqtt_config(args), lsl=args.lsl_out),
     )
-    warning = exposure_warning(host=args.host, tls=tls)
-    if warning is not None:
-        print(f"dyadsync: warning: {warning}", file=sys.stderr, flush=True)
-    return options
 
 
 def _mqtt_config(args: argparse.Namespace) -> MqttConfig | None:
@@ -689,6 +690,8 @@ def _mqtt_config(args: argparse.Namespace) -> MqttConfig | None:
             "--mqtt-username": args.mqtt_username,
             "--mqtt-password-file": args.mqtt_password_file,
             "--mqtt-tls-ca": args.mqtt_tls_ca,
+            "--mqtt-tls-cert": args.mqtt_tls_cert,
+            "--mqtt-tls-key": args.mqtt_tls_key,
         }
         given = [flag for flag, value in needs_host.items() if value]
         if given:
@@ -701,5 +704,7 @@ def _mqtt_config(args: argparse.Namespace) -> MqttConfig | None:
         username=args.mqtt_username,
         password_file=args.mqtt_password_file,
         tls_ca=args.mqtt_tls_ca,
+        tls_cert=args.mqtt_tls_cert,
+        tls_key=args.mqtt_tls_key,
         topic_prefix=args.mqtt_topic_prefix,
     )

@@ -89,7 +89,7 @@ class RecordedSession:
         pipeline: PipelineConfig,
         clock: Callable[[], float],
     ) -> None:
-        """Raises :class:`~dsp.exceptions.RecordingError` for a path that exists or
+        """Raises :class:`~streamer.errors.RecordingError` for a path that exists or
         cannot be created, and the store's errors for an unusable store, before any
         stream is opened."""
         started = datetime.now(UTC).replace(microsecond=0)

@@ -31,7 +31,6 @@ import numpy as np
 import numpy.typing as npt
 import pylsl
 
-from dsp.exceptions import StreamError
 from dsp.pipeline import SOURCE_OF, Derived, PipelineConfig
 from dsp.synchrony import LAG_CONVENTION
 from dsp.types import Role
@@ -39,6 +38,7 @@ from server.hub import ConsumerQueue, Hub, Published
 from server.protocol import PROTOCOL_VERSION
 from server.recorder import LEADER_CODES, STATE_CODES, SYNC_CHANNELS, sync_row
 from server.service import SERVER_VERSION
+from streamer.errors import StreamError
 from streamer.session import SessionConfig
 
 MANUFACTURER: Final = "dyadsync"
@@ -154,7 +154,7 @@ class DerivedOutlets:
     ``pipeline`` is the running pipeline's configuration (``SessionParts.pipeline.config``):
     it names the synchronised signals, the grid rate and the synchrony settings put into
     the headers. ``max_droppable`` and ``max_events`` bound this consumer's hub queue.
-    Raises :class:`~dsp.exceptions.StreamError` if liblsl cannot open an outlet.
+    Raises :class:`~streamer.errors.StreamError` if liblsl cannot open an outlet.
     """
 
     __slots__ = ("_closed", "_hub", "_outlets", "_queue", "_unrouted")

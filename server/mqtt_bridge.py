@@ -33,7 +33,8 @@ from pathlib import Path
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from dsp.exceptions import ConfigError, ProtocolError
+from dsp.exceptions import ConfigError
+from server.errors import ProtocolError
 from server.exposure import is_loopback
 from server.hub import ConsumerQueue, Hub, Published
 from server.protocol import PROTOCOL_VERSION, Message, encode

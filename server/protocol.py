@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dsp.exceptions import ProtocolError
 from dsp.synchrony import EpisodeEvent, SyncUpdate
+from server.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 # Clients only send tiny control messages; anything bigger is abuse or a bug.

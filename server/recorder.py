@@ -28,8 +28,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from dsp.exceptions import RecordingError
 from server.protocol import Message, encode
+from streamer.errors import RecordingError
 from streamer.inlet import RawChunk
 from streamer.xdf_format import EVENTS_STREAM, SESSION_STREAM
 from streamer.xdf_writer import XdfWriter, recording_path

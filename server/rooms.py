@@ -25,7 +25,7 @@ from typing import Protocol
 
 import pylsl
 
-from dsp.exceptions import ConfigError, StreamNotFoundError
+from dsp.exceptions import ConfigError
 from dsp.pipeline import SOURCE_OF, DyadPipeline, PipelineConfig
 from dsp.types import StatusKind
 from server.catalogue import RecordedSession, RecordingOptions
@@ -34,6 +34,7 @@ from server.hub import Hub
 from server.protocol import MessageFactory
 from server.service import FrameSource, RunSummary, ServiceConfig, SessionService
 from server.ws import RoomChannel
+from streamer.errors import StreamNotFoundError
 from streamer.session import SessionConfig, synchrony_config
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, cast
 
-from dsp.exceptions import ConfigError, DyadsyncError, RecordingError
+from dsp.exceptions import ConfigError, DyadsyncError
+from streamer.errors import RecordingError
 
 __all__ = [
     "COMMENT_MAX_CHARS",
@@ -416,7 +417,7 @@ def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in ``chunk_bytes`` pieces so a multi-GB recording is never
-    held in memory. Raises :class:`~dsp.exceptions.RecordingError` if it cannot be read."""
+    held in memory. Raises :class:`~streamer.errors.RecordingError` if it cannot be read."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

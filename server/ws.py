@@ -32,7 +32,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from dsp.exceptions import ConfigError, ProtocolError, ServeError
+from dsp.exceptions import ConfigError
+from server.errors import ProtocolError, ServeError
 from server.exposure import is_loopback, is_unspecified
 from server.hub import ConsumerQueue, Hub
 from server.protocol import (

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dsp.exceptions import RecordingError
 from dsp.types import FloatArray, Frame, Role, SignalKind
+from streamer.errors import RecordingError
 
 # File stem -> (unit after conversion, factor from file units). ACC is in 1/64 g (E4 info.txt).
 _SAMPLED: Mapping[str, tuple[str, float]] = {

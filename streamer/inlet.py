@@ -37,11 +37,11 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError
 
-from dsp.exceptions import StreamNotFoundError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
 from dsp.validation import require_at_least, require_finite_positive
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
 from streamer.devices import CANONICAL_UNIT, DeviceConfig, StreamMeta, stream_meta
+from streamer.errors import StreamNotFoundError
 from streamer.session import SensorSource, SessionConfig
 
 

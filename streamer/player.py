@@ -41,10 +41,11 @@ import numpy as np
 import numpy.typing as npt
 import pylsl
 
-from dsp.exceptions import ConfigError, RecordingError
+from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
 from streamer.clock import ClockConfig, Dejitter, find_clock_breaks
 from streamer.devices import DeviceConfig, StreamMeta, device_config_by_name, stream_meta
+from streamer.errors import RecordingError
 from streamer.inlet import check_stream
 from streamer.session import SensorSource, SessionConfig, parse_session
 from streamer.xdf_format import EVENTS_STREAM, SESSION_STREAM

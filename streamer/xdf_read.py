@@ -6,7 +6,7 @@ analysis script. What this module adds is the boundary: the file is first walked
 chunk. pyxdf then only ever sees chunks that are structurally sound (the whole file, or
 its readable prefix), so a corrupt file cannot make it hang, loop or crash: the result
 is either the readable part with the damage reported, or a
-:class:`~dsp.exceptions.RecordingError` naming the file and the byte offset. Both passes
+:class:`~streamer.errors.RecordingError` naming the file and the byte offset. Both passes
 are linear in the file size.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pyxdf
 
-from dsp.exceptions import RecordingError
+from streamer.errors import RecordingError
 from streamer.xdf_format import ScanProblem, XdfScan, scan_xdf
 
 __all__ = ["Recording", "load_recording", "read_and_scan"]

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsp.exceptions import RecordingError
 from streamer import xdf_format as fmt
+from streamer.errors import RecordingError
 from streamer.xdf_read import read_and_scan
 
 __all__ = ["KeptStream", "RepairReport", "repair_file", "repaired_path"]

@@ -12,7 +12,7 @@ The file layout and its guarantees are described in ``docs/recording.md``. In sh
   SIGKILL loses only what was pushed since the last flush.
 * :meth:`~XdfWriter.close` writes the remaining samples and one StreamFooter per stream.
 
-Every OS failure (disk full, I/O error) raises :class:`~dsp.exceptions.RecordingError` from
+Every OS failure (disk full, I/O error) raises :class:`~streamer.errors.RecordingError` from
 the call that hit it, naming the file and what to do; the file is cut back to its last
 complete chunk when the OS allows, so it stays readable (``repair`` adds the footers).
 The writer is not thread-safe: one owner calls it. ``tick`` may block for an ``fsync``;
@@ -33,8 +33,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from dsp.exceptions import RecordingError
 from streamer import xdf_format as fmt
+from streamer.errors import RecordingError
 
 __all__ = ["XdfWriter", "recording_path"]
 

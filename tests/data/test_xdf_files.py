@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pyxdf
 
-from dsp.exceptions import RecordingError
+from streamer.errors import RecordingError
 from streamer.xdf_read import load_recording
 from streamer.xdf_repair import repair_file
 from tests.paths import testdata

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import openssl
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 HOST = "127.0.0.1"
@@ -127,26 +129,22 @@ def mosquitto_auth_fixture(tmp_path: Path) -> Iterator[Broker]:
     yield from _broker(tmp_path, extra=["allow_anonymous false", f"password_file {password_file}"])
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     """A self-signed CA and a server certificate it signed for 127.0.0.1/localhost:
     (ca.crt, server.crt, server.key)."""
     days = "2"
-    _openssl(
+    openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days,
         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dyadsync test CA",
         cwd=directory,
     )  # fmt: skip
-    _openssl(
+    openssl(
         "req", "-newkey", "rsa:2048", "-nodes",
         "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
         cwd=directory,
     )  # fmt: skip
     (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
+    openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", days, "-extfile", "san.ext", "-out", "server.crt",
         cwd=directory,

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsp.exceptions import StreamNotFoundError
+from streamer.errors import StreamNotFoundError
 from streamer.inlet import close_inlets, open_session_inlets
 from streamer.session import SIMULATOR_DEVICE, SessionConfig, parse_session, simulator_session
 

@@ -138,6 +138,10 @@ EARLY_ERRORS = [
         "path, query or fragment); expected an exact browser origin: scheme://host:port",
     ),
     (("--allow-origin", "clinic:5006"), "the scheme must be http or https"),
+    (("--certfile", "clinic.crt"), "--certfile and --keyfile go together"),
+    (("--certfile", "/nonexistent.crt", "--keyfile", "/nonexistent.key"), "--certfile"),
+    (("--mqtt-username", "bridge"), "--mqtt-username needs --mqtt-host"),
+    (("--mqtt-host", "127.0.0.1", "--mqtt-qos", "3"), "--mqtt-qos"),
     # TEST-NET-3 (RFC 5737): never an address of this machine.
     (("--host", "203.0.113.7", "--token", "t0k"), "--host is not an address of this machine"),
 ]
@@ -172,6 +176,24 @@ def test_bad_session_file_comes_before_stream_discovery(tmp_path: Path) -> None:
     result = run_cli("run", str(session), "--wait", "60")
     assert result.returncode == 2
     assert f"{session}: [session.signals] value ['eda', 'emg'] is not allowed" in result.stderr
+
+
+def test_rooms_need_their_own_names_and_a_folder_to_record_in(tmp_path: Path) -> None:
+    sessions = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            '[session]\nroom = "room-1"\nsignals = ["eda"]\n\n'
+            '[therapist.eda]\ndevice = "dyadsync_simulator"\n\n'
+            '[client.eda]\ndevice = "dyadsync_simulator"\n'
+        )
+        sessions.append(str(path))
+    result = run_cli("run", *sessions, "--no-browser")
+    assert result.returncode == 2 and "two sessions use the room name 'room-1'" in result.stderr
+    other = tmp_path / "c.toml"
+    other.write_text(Path(sessions[0]).read_text().replace("room-1", "room-2"))
+    result = run_cli("run", sessions[0], str(other), "--record", str(tmp_path / "one.xdf"))
+    assert result.returncode == 2 and "give a folder" in result.stderr, result.stderr
 
 
 def test_run_without_a_session_says_how_to_get_one() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dsp.exceptions import StreamNotFoundError
 from dsp.types import Role, SignalKind, StatusKind
 from streamer.devices import DeviceConfig, parse_device_config
+from streamer.errors import StreamNotFoundError
 from streamer.inlet import SensorInlet, open_session_inlets
 from streamer.session import parse_session
 from tests.integration.lsl_outlet_proc import InletWatch, OutletProcess, unique_source_id

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from dsp.exceptions import ServeError
+from server.errors import ServeError
 from server.hub import Hub
 from server.protocol import MessageFactory
 from server.ws import RoomChannel, WebsocketConfig, WebsocketEndpoint

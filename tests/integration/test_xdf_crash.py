@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 import pytest
 
-from dsp.exceptions import RecordingError
+from streamer.errors import RecordingError
 from streamer.xdf_format import scan_xdf
 from streamer.xdf_read import load_recording
 from streamer.xdf_repair import repair_file

@@ -23,7 +23,7 @@ from dashboard.messages import (
     Sync,
     decode_message,
 )
-from dsp.exceptions import ProtocolError
+from server.errors import ProtocolError
 
 # Examples copied from docs/protocol.md.
 HELLO = {

@@ -16,7 +16,8 @@ from tornado.httpclient import AsyncHTTPClient
 from websockets.asyncio.server import ServerConnection, serve
 
 from dashboard.serve import _bokeh_origin, start_dashboard
-from dsp.exceptions import ConfigError, ServeError
+from dsp.exceptions import ConfigError
+from server.errors import ServeError
 from server.health import RoomHealth, RoomState
 from server.ws import listen_tcp
 from tests.unit.dashboard_helpers import hello

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.exceptions import RecordingError
 from dsp.types import Role, SignalKind
 from streamer.e4 import read_e4_export
+from streamer.errors import RecordingError
 from tests.paths import testdata
 
 

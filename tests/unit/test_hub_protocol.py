@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dsp.exceptions import ProtocolError
+from server.errors import ProtocolError
 from server.hub import Hub
 from server.protocol import (
     MAX_CLIENT_MESSAGE_BYTES,

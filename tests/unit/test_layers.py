@@ -48,3 +48,12 @@ def test_the_installed_distribution_ships_no_tests_package() -> None:
     packages = set(top_level.split())
     assert "tests" not in packages and "bench" not in packages, packages
     assert set(LAYERS) <= packages, packages
+
+
+def test_dsp_holds_no_io_exceptions() -> None:
+    """The one exception tree is rooted in dsp, but failures of streams, files and
+    connections are defined where that I/O happens."""
+    import dsp.exceptions
+
+    names = {name for name in dir(dsp.exceptions) if name.endswith("Error")}
+    assert names == {"DyadsyncError", "ConfigError", "SignalError"}, names

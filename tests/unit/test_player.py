@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.exceptions import ConfigError, RecordingError
+from dsp.exceptions import ConfigError
 from dsp.types import Frame, Role, SignalKind, StatusKind
 from streamer.devices import builtin_device_configs
+from streamer.errors import RecordingError
 from streamer.player import Replay, open_replay
 from streamer.session import parse_session
 from streamer.xdf_writer import XdfWriter

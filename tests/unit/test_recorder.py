@@ -15,9 +15,9 @@ import pylsl
 import pytest
 import pyxdf
 
-from dsp.exceptions import RecordingError
 from server.protocol import make_message
 from server.recorder import SYNC_CHANNELS, SessionRecorder, resolve_target
+from streamer.errors import RecordingError
 from streamer.inlet import RawChunk
 
 STARTED = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)

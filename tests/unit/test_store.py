@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsp.exceptions import ConfigError, DyadsyncError, RecordingError
+from dsp.exceptions import ConfigError, DyadsyncError
 from server.store import (
     SCHEMA_VERSION,
     SessionNotFoundError,
@@ -32,6 +32,7 @@ from server.store import (
     sessions_json,
     sha256_file,
 )
+from streamer.errors import RecordingError
 
 T0 = datetime(2024, 5, 6, 14, 0, 0, 123456, tzinfo=UTC)
 SHA = "ab" * 32

@@ -4,9 +4,7 @@ and every broken certificate/key pair refused with the flag to fix."""
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,25 +12,16 @@ import websockets
 
 from dsp.exceptions import ConfigError
 from server.tls import TlsConfig, exposure_warning
+from tests.certs import openssl
+from tests.certs import self_signed as make_self_signed
 
 CLINIC_NAME = "DNS:dyadsync.clinic.lan,IP:192.168.1.10"  # not 127.0.0.1, as in clinics
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def self_signed(directory: Path, name: str, *, key_type: str = "ec") -> TlsConfig:
-    """A self-signed certificate as docs/operations.md makes one."""
-    new_key = ["-newkey", "rsa:2048"] if key_type == "rsa" else ["-newkey", "ec"]
-    new_key += [] if key_type == "rsa" else ["-pkeyopt", "ec_paramgen_curve:P-256"]
-    openssl(
-        "req", "-x509", *new_key, "-nodes", "-days", "2",
-        "-keyout", f"{name}.key", "-out", f"{name}.crt",
-        "-subj", "/CN=dyadsync.clinic.lan", "-addext", f"subjectAltName={CLINIC_NAME}",
-        cwd=directory,
-    )  # fmt: skip
-    return TlsConfig(certfile=directory / f"{name}.crt", keyfile=directory / f"{name}.key")
+    """A self-signed certificate as docs/operations.md makes one, for a clinic's name."""
+    certfile, keyfile = make_self_signed(directory, name, names=CLINIC_NAME, key_type=key_type)
+    return TlsConfig(certfile=certfile, keyfile=keyfile)
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +134,6 @@ def test_missing_files_name_their_flag(tls: TlsConfig, tmp_path: Path) -> None:
         TlsConfig(certfile=tls.certfile, keyfile=tmp_path / "nowhere.key")
     with pytest.raises(ConfigError, match=r"--certfile .* is a directory"):
         TlsConfig(certfile=tmp_path, keyfile=tls.keyfile)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_key_names_its_flag(tls: TlsConfig, tmp_path: Path) -> None:
-    key = tmp_path / "locked.key"
-    key.write_bytes(tls.keyfile.read_bytes())
-    key.chmod(0)
-    with pytest.raises(ConfigError, match=r"--keyfile .* cannot be read"):
-        TlsConfig(certfile=tls.certfile, keyfile=key)
 
 
 @pytest.mark.parametrize("key_type", ["rsa", "ec"])  # the certificate's type, and another

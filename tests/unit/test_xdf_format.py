@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsp.exceptions import RecordingError
 from streamer import xdf_format as fmt
+from streamer.errors import RecordingError
 from streamer.xdf_read import load_recording
 from streamer.xdf_repair import repair_file, repaired_path
 from streamer.xdf_writer import XdfWriter, recording_path
