@@ -3,5 +3,6 @@ a service (:mod:`dyadsync.app`) from the packages below it.
 
 Layers, each importing only those below: ``dsp`` (pure signal processing) <- ``streamer``
 (LSL, XDF, sessions) <- ``server`` (rooms, hub, websocket, outputs) <- ``dashboard``
-(Bokeh, a client of the server's protocol) <- ``dyadsync`` (starts them all).
+(Bokeh, a client of the server's protocol) <- ``analysis`` (recorded sessions offline) <-
+``dyadsync`` (starts them all).
 """

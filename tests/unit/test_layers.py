@@ -1,8 +1,8 @@
 """The packages are layers: each imports only those below it, and what is installed is the
 product, not its tests.
 
-``dsp`` <- ``streamer`` <- ``server`` <- ``dashboard`` <- ``dyadsync`` (the command line
-and the wiring). Every import counts, also those inside functions (the lazy imports that
+``dsp`` <- ``streamer`` <- ``server`` <- ``dashboard`` <- ``analysis`` <- ``dyadsync``
+(the command line and the wiring). Every import counts, also those inside functions (the lazy imports that
 keep ``dyadsync --help`` fast), so a cycle cannot hide in one.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["dsp", "streamer", "server", "dashboard", "dyadsync"]
+LAYERS = ["dsp", "streamer", "server", "dashboard", "analysis", "dyadsync"]
 OURS = {*LAYERS, "device_configs", "tests"}
 
 
