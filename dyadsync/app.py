@@ -262,20 +262,22 @@ def _announce(
         if (parts.port or default_port(parts.scheme)) == dashboard.port
     ]
     if not is_unspecified(host):
-        page_host, ws_host = host, host
+        pages = [(host, scheme)]
+    elif remote:
+        pages = [(parts.hostname or "", parts.scheme) for parts in remote]
     else:
-        page_host = remote[0].hostname or "" if remote else (names or ["127.0.0.1"])[0]
-        ws_host = page_host
-        scheme = remote[0].scheme if remote else scheme
-    rooms = dashboard.rooms
-    if len(rooms) == 1:
-        print(f"Dashboard: {dashboard.url_for(page_host, scheme=scheme)}", flush=True)
+        pages = [((names or ["127.0.0.1"])[0], scheme)]
+    for page_host, page_scheme in pages:
+        print(f"Dashboard: {dashboard.url_for(page_host, scheme=page_scheme)}", flush=True)
+    ws_host = pages[0][0]
+    if len(dashboard.rooms) == 1:
         print(f"Websocket: {endpoint.url_for(ws_host)}", flush=True)
     else:
-        print(f"Dashboard: {dashboard.url_for(page_host, scheme=scheme, room=None)}")
-        for room in rooms:
-            page = dashboard.url_for(page_host, scheme=scheme, room=room)
-            print(f"  room {room}: {page}  websocket {endpoint.url_for(ws_host, room=room)}")
+        page_host, page_scheme = pages[0]
+        for room in dashboard.rooms:
+            page = dashboard.url_for(page_host, scheme=page_scheme, room=room)
+            ws = endpoint.url_for(ws_host, room=room)
+            print(f"  room {room}: {page}  websocket {ws}", flush=True)
     if not is_unspecified(host):
         return
     print(

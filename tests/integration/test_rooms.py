@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +26,7 @@ from websockets.asyncio.client import connect
 
 from dsp.types import Frame, Role, SignalKind, StatusEvent
 from dyadsync.app import ServeOptions, bind_ports, serve_rooms
+from dyadsync.cli import example_session_path
 from server.rooms import RoomPlan
 from server.ws import WebsocketConfig
 from streamer.scenario import Episode, Scenario
@@ -30,6 +34,8 @@ from streamer.session import SessionConfig, simulator_session
 from streamer.simulate import DyadSimulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
 
 SCENARIO = Scenario(
     duration_s=300.0,
@@ -198,3 +204,37 @@ async def test_a_room_whose_pipeline_raises_fails_alone() -> None:
     summary = summaries["good"]
     assert summary is not None and summary.updates_sent > 0
     assert all(s["lost"] == 0 for s in summary.streams.values()), summary.streams
+
+
+def test_run_with_two_session_files_serves_two_rooms(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:6]
+    sessions, simulators = [], []
+    for room in ("left", "right"):
+        prefix = f"test-cli-rooms-{tag}-{room}"
+        text = Path(example_session_path()).read_text()
+        text = text.replace('room = "simulator"', f'room = "{room}"')
+        path = tmp_path / f"{room}.toml"
+        path.write_text(text.replace("dyadsync-sim-", f"{prefix}-"))
+        sessions.append(str(path))
+        simulators.append(DyadSimulator(SCENARIO, source_prefix=prefix))
+    for simulator in simulators:
+        simulator.start()
+    try:
+        done = subprocess.run(
+            [DYADSYNC, "run", *sessions, "--duration", "12", "--no-browser",
+             "--ws-port", "0", "--dashboard-port", "0"],
+            capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+    finally:
+        for simulator in simulators:
+            simulator.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Dashboard: http://127.0.0.1:") and lines[0].endswith("/")
+    for room in ("left", "right"):
+        assert any(f"room {room}: " in line and f"/dashboard/{room}" in line for line in lines)
+        summary = done.stdout.split(f"== room {room}\n")[1].split("== room")[0]
+        rows = [
+            row.split() for row in summary.splitlines() if row.startswith(("client-", "therapist-"))
+        ]
+        assert len(rows) == 4 and all(row[2] == "0" and int(row[1]) > 0 for row in rows), summary
