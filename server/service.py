@@ -334,6 +334,7 @@ class SessionService:
                 "duplicated": stats.counter.duplicated,
                 "status": stats.status,
                 "stalls": stats.stalls,
+                "restarts": stats.counter.restarts,
             }
             for key, stats in self._stats.items()
         }
