@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsp.exceptions import SignalError
-from dsp.types import BoolArray, FloatArray, GridSamples, Role, SampleStatus, StatusArray
+from dsp.types import (
+    BoolArray,
+    FloatArray,
+    GridSamples,
+    Role,
+    SampleStatus,
+    StatusArray,
+    checked_status,
+)
 
 _ROLES = (Role.THERAPIST, Role.CLIENT)
 # Ring code of a slot holding no sample (SampleStatus codes are >= 0).
@@ -180,14 +188,7 @@ class GridAligner:
         if status is None:
             ok = samples.valid & finite
             return np.where(ok, SampleStatus.OK, SampleStatus.BAD_SIGNAL).tolist()
-        codes = np.asarray(status, dtype=np.int8)
-        if codes.shape != samples.t_s.shape:
-            raise SignalError(
-                f"status has shape {codes.shape}, the samples {samples.t_s.shape}; give one "
-                "SampleStatus code per sample"
-            )
-        if codes.size and not (codes.min() >= 0 and codes.max() <= SampleStatus.MISSING):
-            raise SignalError(f"status codes must be SampleStatus values, got {codes.tolist()}")
+        codes = checked_status(status, samples.t_s.shape)
         # Valid but not finite, or invalid without a cause: bad signal.
         bad = (codes == SampleStatus.OK) & ~(samples.valid & finite)
         return np.where(bad, SampleStatus.BAD_SIGNAL, codes).tolist()

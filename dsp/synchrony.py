@@ -56,7 +56,14 @@ from dsp.significance import (
     surrogate_z,
 )
 from dsp.sliding_buffer import SlidingBuffer
-from dsp.types import BoolArray, FloatArray, IntArray, Role, SampleStatus, StatusArray
+from dsp.types import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Role,
+    StatusArray,
+    checked_status,
+)
 from dsp.validation import require_finite_positive
 from dsp.xcorr import (
     DEFAULT_Z_CAP,
@@ -398,14 +405,7 @@ class SynchronyEngine:
         """History status row of each sample: 0 where usable, else its cause."""
         if status is None:
             return np.where(ok, 0.0, _BAD)
-        codes = np.asarray(status)
-        if codes.shape != ok.shape:
-            raise SignalError(
-                f"status has shape {codes.shape}, the samples {ok.shape}; give one "
-                "SampleStatus code per sample"
-            )
-        if codes.size and not (codes.min() >= 0 and codes.max() <= SampleStatus.MISSING):
-            raise SignalError(f"status codes must be SampleStatus values, got {codes.tolist()}")
+        codes = checked_status(status, ok.shape)
         # A sample the caller calls OK can still be unusable (flag or value): bad signal.
         causes = _HISTORY_STATUS[codes.astype(np.intp)]
         return np.where(ok, 0.0, np.where(causes == 0.0, _BAD, causes))

@@ -13,6 +13,8 @@ from enum import IntEnum, StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from dsp.exceptions import SignalError
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -64,6 +66,19 @@ class SampleStatus(IntEnum):
     BAD_SIGNAL = 1  # flagged by the signal-quality logic of a settled processor
     SETTLING = 2  # start-up output of a processor restarted for a new segment
     MISSING = 3  # the person's data never arrived (gap, disconnection)
+
+
+def checked_status(status: StatusArray, shape: tuple[int, ...]) -> npt.NDArray[np.int8]:
+    """``status`` as SampleStatus codes, one per sample of ``shape``; SignalError if not."""
+    codes = np.asarray(status, dtype=np.int8)
+    if codes.shape != shape:
+        raise SignalError(
+            f"status has shape {codes.shape}, the samples {shape}; give one "
+            "SampleStatus code per sample"
+        )
+    if codes.size and not (codes.min() >= 0 and codes.max() <= SampleStatus.MISSING):
+        raise SignalError(f"status codes must be SampleStatus values, got {codes.tolist()}")
+    return codes
 
 
 @dataclass(frozen=True, slots=True)
