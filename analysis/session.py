@@ -96,6 +96,12 @@ class SessionAnalysis:
         return self.of_type("episode")
 
     @property
+    def started_t(self) -> float:
+        """The session start (LSL clock): the origin of session time, as on the dashboard."""
+        hello = self.hello
+        return float(hello["started_t"] if hello.get("started_t") is not None else hello["t"])
+
+    @property
     def duration_s(self) -> float:
         stamps = [float(m["t"]) for m in self.messages if m["type"] in ("physio", "sync")]
         return max(stamps) - min(stamps) if stamps else 0.0

@@ -29,7 +29,13 @@ from analysis.session import SessionAnalysis
 from dsp.episodes import CoregulationSummary
 from server.protocol import Message, jsonable
 
-__all__ = ["CONCORDANCE_CHANCE", "SUMMARY_SCHEMA", "file_sha256", "session_summary"]
+__all__ = [
+    "CONCORDANCE_CHANCE",
+    "SUMMARY_SCHEMA",
+    "file_sha256",
+    "session_summary",
+    "summary_lines",
+]
 
 SUMMARY_SCHEMA = "dyadsync.session_summary/1"
 
@@ -62,7 +68,7 @@ def session_summary(analysis: SessionAnalysis) -> dict[str, Any]:
     see :func:`signal_summary`). Documented field by field in docs/analysis.md.
     """
     hello = analysis.hello
-    started_t = float(hello.get("started_t") or hello["t"])
+    started_t = analysis.started_t
     synchrony = analysis.pipeline.synchrony
     summary = {
         "schema": SUMMARY_SCHEMA,
@@ -193,3 +199,63 @@ def _reasons_s(messages: Sequence[Message], step_s: float) -> dict[str, float]:
     """Seconds per ``reason`` (one step per update), most frequent first."""
     counts = Counter(m["reason"] or "unspecified" for m in messages)
     return {reason: n * step_s for reason, n in counts.most_common()}
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary in words, one line per fact (printed by ``analyze``, shown in the
+    report); signal names and wording as on the dashboard."""
+    from dashboard.views import SIGNAL_TITLES
+
+    session = summary["session"]
+    settings = session["settings"]
+    lines = [
+        f"Session {session['room']!r}, {_minutes(session['duration_s'])}; window "
+        f"{settings['window_s']:g} s, lag ±{settings['lag_s']:g} s, step {settings['step_s']:g} s, "
+        f"{settings['surrogates']['n_surrogates']} surrogates.",
+    ]
+    for signal, figures in summary["signals"].items():
+        lines.append(f"{SIGNAL_TITLES.get(signal, signal)}: {_signal_words(figures)}")
+    return lines
+
+
+def _signal_words(figures: dict[str, Any]) -> str:
+    quality = figures["data_quality"]
+    coupled = figures["time_in_state"]["coupled"]
+    anti_phase = figures["time_in_state"]["anti_phase"]
+    synchrony = figures["synchrony"]
+    coregulation = figures["coregulation"]
+    missing = ", ".join(f"{why} {s:g} s" for why, s in quality["no_estimate_s"].items())
+    leaders = Counter(e["leader"] or "no clear leader" for e in coregulation["entries_led"])
+    led = ", ".join(f"{who} {n}" for who, n in leaders.most_common())
+    return " ".join(
+        [
+            f"estimate {_pct(quality['percent_with_estimate'])} of the time"
+            + (f" (none: {missing});" if missing else ";"),
+            f"tested against chance {_pct(quality['percent_tested'])}.",
+            f"Coupled above chance {_pct(coupled['percent_of_session'])} of the session",
+            f"({_pct(coupled['percent_of_tested'])} of the tested time),",
+            f"anti-phase {_pct(anti_phase['percent_of_session'])}.",
+            f"Mean r {_num(synchrony['mean_r'])} (Fisher z {_num(synchrony['mean_fisher_z'])});",
+            f"SUSY effect size {_num(figures['effect_size']['susy'])};",
+            f"concordance SSI {_num(figures['concordance']['ssi'])} (chance 0).",
+            f"{coregulation['entries']} episode entries, {coregulation['exits']} exits,",
+            f"mean episode {_seconds(coregulation['mean_episode_s'])}"
+            + (f"; entries led by: {led}." if led else "."),
+        ]
+    )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} %"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} s"
