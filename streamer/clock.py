@@ -61,6 +61,14 @@ class ClockConfig:
         )
         require_at_least(self, ("offset_window",), 1)
 
+    def dejitter(self, *, rate_hz: float, chunk_samples: int) -> Dejitter:
+        """A :class:`Dejitter` for a stream of ``rate_hz`` that delivers ``chunk_samples``
+        at a time: it resyncs past the later of ``resync_s`` and two packets."""
+        resync_s = self.resync_s
+        if rate_hz > 0:
+            resync_s = max(resync_s, 2.0 * chunk_samples / rate_hz)
+        return Dejitter(rate_hz=rate_hz, halftime_s=self.dejitter_halftime_s, resync_s=resync_s)
+
 
 class OffsetTracker:
     """Running median of ``time_correction()`` estimates with reset detection."""

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, SignalKind
@@ -509,3 +510,9 @@ def device_config_by_name(name_or_path: str, *, base_dir: Path | None = None) ->
             "or a path to a .toml device config"
         )
     return configs[name_or_path]
+
+
+def sample_counters(column: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """A stream's sample-counter channel as integers; -1 where a sample carries none (NaN)."""
+    values = np.asarray(column, dtype=np.float64)
+    return np.where(np.isfinite(values), values, -1).astype(np.int64)

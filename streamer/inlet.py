@@ -40,7 +40,13 @@ from pylsl.util import LostError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
 from dsp.validation import require_at_least, require_finite_positive
 from streamer.clock import ClockConfig, Dejitter, OffsetTracker, find_clock_breaks
-from streamer.devices import CANONICAL_UNIT, DeviceConfig, StreamMeta, stream_meta
+from streamer.devices import (
+    CANONICAL_UNIT,
+    DeviceConfig,
+    StreamMeta,
+    sample_counters,
+    stream_meta,
+)
 from streamer.errors import StreamNotFoundError
 from streamer.session import SensorSource, SessionConfig
 
@@ -659,12 +665,8 @@ class SensorInlet:
         self._counter = spec.counter_channel_index
         rate_hz = spec.rate_hz(meta)
         self._stall_after_s = self.config.stall_after_s(rate_hz, spec.chunk_samples)
-        self._dejitter = Dejitter(
-            rate_hz=rate_hz,
-            halftime_s=self.config.clock.dejitter_halftime_s,
-            resync_s=max(self.config.clock.resync_s, 2.0 * spec.chunk_samples / rate_hz)
-            if rate_hz > 0
-            else self.config.clock.resync_s,
+        self._dejitter = self.config.clock.dejitter(
+            rate_hz=rate_hz, chunk_samples=spec.chunk_samples
         )
         self._offsets = OffsetTracker(
             window=self.config.clock.offset_window, jump_s=self.config.clock.offset_jump_s
@@ -747,8 +749,7 @@ class SensorInlet:
             self._raw.append(RawChunk(times_s, data, self._segment, self._meta.header_xml))
         counters: IntArray | None = None
         if self._counter is not None:
-            raw_counter = data[:, self._counter]
-            counters = np.where(np.isfinite(raw_counter), raw_counter, -1).astype(np.int64)
+            counters = sample_counters(data[:, self._counter])
         self._pieces.append(
             Frame(
                 role=self.role,

@@ -43,8 +43,14 @@ import pylsl
 
 from dsp.exceptions import ConfigError
 from dsp.types import FloatArray, Frame, IntArray, Role, SignalKind, StatusEvent, StatusKind
-from streamer.clock import ClockConfig, Dejitter, find_clock_breaks
-from streamer.devices import DeviceConfig, StreamMeta, device_config_by_name, stream_meta
+from streamer.clock import ClockConfig, find_clock_breaks
+from streamer.devices import (
+    DeviceConfig,
+    StreamMeta,
+    device_config_by_name,
+    sample_counters,
+    stream_meta,
+)
 from streamer.errors import RecordingError
 from streamer.inlet import check_stream
 from streamer.session import SensorSource, SessionConfig, parse_session
@@ -435,14 +441,9 @@ def _foreign_stream(
     )
     ordered = sorted(s for s in starts if s < max(stamps.shape[0], 1))
     rate_hz = spec.rate_hz(meta)
-    resync_s = (
-        max(clock.resync_s, 2.0 * spec.chunk_samples / rate_hz) if rate_hz > 0 else clock.resync_s
-    )
     smoothed = np.empty_like(stamps)
     for start, stop in itertools.pairwise([*ordered, stamps.shape[0]]):
-        dejitter = Dejitter(
-            rate_hz=rate_hz, halftime_s=clock.dejitter_halftime_s, resync_s=resync_s
-        )
+        dejitter = clock.dejitter(rate_hz=rate_hz, chunk_samples=spec.chunk_samples)
         smoothed[start:stop] = dejitter.push(stamps[start:stop])
     channel = spec.find_channel(meta)
     assert channel is not None  # check_stream guaranteed it
@@ -731,8 +732,7 @@ class ReplaySource:
             values[~np.isfinite(values)] = np.nan
             self._values = values
             if stream.counter_channel is not None:
-                column = raw[:, stream.counter_channel].astype(np.float64)
-                self._counters = np.where(np.isfinite(column), column, -1).astype(np.int64)
+                self._counters = sample_counters(raw[:, stream.counter_channel])
         return self._values, self._counters
 
     def _event(self, kind: StatusKind, t_s: float, detail: str) -> StatusEvent:
