@@ -39,6 +39,7 @@ from streamer.player import Replay, open_replay
 from streamer.scenario import builtin_scenario_path, load_scenario
 from streamer.synth import synthesize
 from streamer.xdf_writer import XdfWriter
+from tests.recordings import add_raw_stream
 
 CHUNK_S = 0.1
 
@@ -50,21 +51,8 @@ def write_recording(path: Path, *, duration_s: float) -> Path:
     t0 = 1000.0
     with XdfWriter.open(path) as writer:
         ids = {
-            (role, signal): writer.add_stream(
-                name=f"{role.value}-{signal.value}",
-                type=signal.value.upper(),
-                channel_count=2,
-                nominal_srate=rates[signal],
-                channel_format="double64",
-                source_id=f"bench-{role.value}-{signal.value}",
-                dyadsync={
-                    "kind": "raw",
-                    "role": role.value,
-                    "signal": signal.value,
-                    "device_config": "dyadsync_simulator",
-                    "value_channel": "0",
-                    "counter_channel": "1",
-                },
+            (role, signal): add_raw_stream(
+                writer, role=role, signal=signal, rate_hz=rates[signal], source_prefix="bench"
             )
             for role in Role
             for signal in SignalKind

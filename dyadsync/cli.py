@@ -104,17 +104,22 @@ class _PrintExampleSession(argparse.Action):
         parser.exit(0)
 
 
+def _positive(text: str, *, what: str, rule: str) -> float:
+    """argparse type body: a finite number > 0; errors say ``what`` was expected."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+    return value
+
+
 def _speed(text: str) -> float:
     """argparse type: a replay speed, a number > 0 or ``max`` (as fast as possible)."""
     if text == "max":
         return math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a speed (1, 2.5, ... or max)") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0 (or max)")
-    return value
+    return _positive(text, what="a speed (1, 2.5, ... or max)", rule="> 0 (or max)")
 
 
 def _add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -142,13 +147,7 @@ def _add_record_options(parser: argparse.ArgumentParser) -> None:
 
 def _seconds(text: str) -> float:
     """argparse type: a duration in seconds, finite and > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
-    return value
+    return _positive(text, what="a number of seconds", rule="a number of seconds > 0")
 
 
 def _port(text: str) -> int:

@@ -63,6 +63,35 @@ def real_person(name: str, *, duration_s: float) -> Person:
     return Person(100.0, ecg, 100.0, eda)
 
 
+def add_raw_stream(
+    writer: XdfWriter,
+    *,
+    role: Role,
+    signal: SignalKind,
+    rate_hz: float,
+    source_prefix: str = "test",
+    device: str = "dyadsync_simulator",
+) -> int:
+    """A raw stream as our recorder declares it: signal value + sample counter channels."""
+    return writer.add_stream(
+        name=f"{role.value}-{signal.value}",
+        type=signal.value.upper(),
+        channel_count=2,
+        nominal_srate=rate_hz,
+        channel_format="double64",
+        source_id=f"{source_prefix}-{role.value}-{signal.value}",
+        dyadsync={
+            "kind": "raw",
+            "role": role.value,
+            "signal": signal.value,
+            "device_config": device,
+            "value_channel": "0",
+            "counter_channel": "1",
+            "unit": "mV" if signal is SignalKind.ECG else "uS",
+        },
+    )
+
+
 def write_dyad_recording(
     path: Path, people: Mapping[Role, Person], *, t0_s: float = 1000.0
 ) -> Path:
@@ -73,22 +102,7 @@ def write_dyad_recording(
                 (SignalKind.ECG, person.ecg_rate_hz, person.ecg_mv),
                 (SignalKind.EDA, person.eda_rate_hz, person.eda_us),
             ):
-                stream = writer.add_stream(
-                    name=f"{role.value}-{signal.value}",
-                    type=signal.value.upper(),
-                    channel_count=2,
-                    nominal_srate=rate,
-                    channel_format="double64",
-                    source_id=f"test-{role.value}-{signal.value}",
-                    dyadsync={
-                        "kind": "raw",
-                        "role": role.value,
-                        "signal": signal.value,
-                        "device_config": "dyadsync_simulator",
-                        "value_channel": "0",
-                        "counter_channel": "1",
-                    },
-                )
+                stream = add_raw_stream(writer, role=role, signal=signal, rate_hz=rate)
                 t_s = t0_s + np.arange(values.shape[0]) / rate
                 # One-second chunks, as a live recorder writes them.
                 for start in range(0, values.shape[0], int(rate)):

@@ -19,6 +19,7 @@ from streamer.errors import RecordingError
 from streamer.player import Replay, open_replay
 from streamer.session import parse_session
 from streamer.xdf_writer import XdfWriter
+from tests.recordings import add_raw_stream
 
 T0 = 5000.0  # recording start on the session clock (any value: replay shifts nothing)
 
@@ -42,23 +43,9 @@ def _raw_stream(
     stamps: np.ndarray,
     device: str = "dyadsync_simulator",
 ) -> int:
-    """A raw stream as our recorder writes it: signal value + sample counter channels."""
-    stream_id = writer.add_stream(
-        name=f"{role.value}-{signal.value}",
-        type=signal.value.upper(),
-        channel_count=2,
-        nominal_srate=rate_hz,
-        channel_format="double64",
-        source_id=f"src-{role.value}-{signal.value}",
-        dyadsync={
-            "kind": "raw",
-            "role": role.value,
-            "signal": signal.value,
-            "device_config": device,
-            "value_channel": "0",
-            "counter_channel": "1",
-            "unit": "mV" if signal is SignalKind.ECG else "uS",
-        },
+    """A raw stream as our recorder writes it, with a slow ramp and its sample counter."""
+    stream_id = add_raw_stream(
+        writer, role=role, signal=signal, rate_hz=rate_hz, source_prefix="src", device=device
     )
     k = np.arange(stamps.shape[0], dtype=np.float64)
     writer.push(stream_id, stamps, np.column_stack([0.5 + 0.001 * k, k]))
