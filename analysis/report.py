@@ -21,7 +21,8 @@ from typing import Any
 
 from bokeh.embed import file_html
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DataRange1d, LabelSet, LayoutDOM, Range1d, Span, Title
+from bokeh.models import ColumnDataSource, DataRange1d, InlineStyleSheet, LayoutDOM, Range1d
+from bokeh.models.annotations import LabelSet, Span, Title
 from bokeh.models.widgets.markups import Div
 from bokeh.resources import INLINE
 
@@ -55,8 +56,7 @@ MARKER_COLOR = "#D55E00"  # Okabe-Ito vermillion: the dashboard's "bad" colour, 
 COMMENT_COLOR = "#56B4E9"  # Okabe-Ito sky blue
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-  margin: 16px 24px; }
+:host { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; }
 h1 { font-size: 22px; font-weight: 600; } h2 { font-size: 17px; margin-top: 28px; }
 .facts li { margin: 4px 0; max-width: 70em; }
 .muted { color: #777; font-size: 13px; }
@@ -81,20 +81,24 @@ def write_report(
     ]  # fmt: skip
     dashboard = _dashboard(analysis.messages)
     parts: list[LayoutDOM] = [
-        Div(text=_head_html(summary), sizing_mode="stretch_width"),
+        _div(_head_html(summary)),
         *overview,
-        Div(text=_annotations_html(annotations, started_t=started_t), sizing_mode="stretch_width"),
-        Div(
-            text="<h2>The session on the dashboard</h2><p class='muted'>The clinician's view "
-            "of the whole session; tiles show the state at the session's end.</p>",
-            sizing_mode="stretch_width",
+        _div(_annotations_html(annotations, started_t=started_t)),
+        _div(
+            "<h2>The session on the dashboard</h2><p class='muted'>The clinician's view "
+            "of the whole session; tiles show the state at the session's end.</p>"
         ),
         *(dashboard.sections[s].layout for s in analysis.hello["signals"]),
     ]
     title = f"dyadsync report: {summary['session']['room']}"
-    html = file_html(column(parts, sizing_mode="stretch_width"), resources=INLINE, title=title)
-    path.write_text(html.replace("</head>", f"<style>{CSS}</style></head>", 1), encoding="utf-8")
+    page = column(parts, sizing_mode="stretch_width", styles={"padding": "8px 20px"})
+    html = file_html(page, resources=INLINE, title=title)
+    path.write_text(html, encoding="utf-8")
     return path
+
+
+def _div(html: str) -> Div:
+    return Div(text=html, sizing_mode="stretch_width", stylesheets=[InlineStyleSheet(css=CSS)])
 
 
 def _dashboard(messages: Sequence[Message]) -> DashboardView:
