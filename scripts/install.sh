@@ -26,4 +26,15 @@ PYTHON="${PYTHON:-python3}"
 [ -d .venv ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --upgrade pip >/dev/null
 .venv/bin/python -m pip install -e '.[dev]'
+
+# The official BIDS validator, for the BIDS export's test (docs/bids.md); local to the
+# project in .tools/, skipped when this version is already there.
+BIDS_VALIDATOR_VERSION=1.15.0
+if ! grep -qs "\"version\": \"$BIDS_VALIDATOR_VERSION\"" .tools/node_modules/bids-validator/package.json; then
+    if command -v npm >/dev/null 2>&1; then
+        npm install --prefix .tools "bids-validator@$BIDS_VALIDATOR_VERSION" --no-audit --no-fund
+    else
+        echo "install.sh: npm not found; install Node.js to get bids-validator" >&2
+    fi
+fi
 echo "dyadsync installed: activate with 'source .venv/bin/activate'"
