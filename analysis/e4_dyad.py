@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dsp.types import Role, SignalKind
+from streamer.devices import CANONICAL_UNIT
 from streamer.e4 import read_e4_export
 from streamer.xdf_writer import XdfWriter
 
@@ -54,6 +55,7 @@ def write_e4_recording(therapist_dir: Path, client_dir: Path, path: Path) -> Pat
                     "device_config": E4_DEVICE_CONFIG,
                     "value_channel": "0",
                     "counter_channel": "1",
+                    "unit": CANONICAL_UNIT[SignalKind.EDA],
                 },
             )
             counters = np.arange(eda.values.shape[0], dtype=float)

@@ -33,6 +33,7 @@ from dashboard.app import (
     EPISODE_LABELS,
     TIME_AXIS_LABEL,
     DashboardView,
+    _legend,
     _styled_figure,
 )
 from dashboard.state import DashboardState
@@ -158,17 +159,19 @@ def _overview(
     fig.yaxis.visible = False
     fig.y_range = Range1d(start=0.0, end=1.6)  # the band, then room for the entry labels
     step_ms = _step_ms(updates)
+    bands = []
     for state, label in OVERVIEW_LABELS.items():
         rows = [m for m in updates if (m["state"] or NO_STATE) == state]
-        fig.quad(
+        band = fig.quad(
             left=[ms(m["t"]) - step_ms for m in rows],
             right=[ms(m["t"]) for m in rows],
             bottom=0.0,
             top=1.0,
             fill_color=OVERVIEW_COLORS[state],
             line_color=None,
-            legend_label=label,
         )
+        bands.append((label, band))
+    _legend(fig, bands)
     entries = [e for e in episodes if e["signal"] == signal and e["event"] == "start"]
     entry_source = ColumnDataSource(
         data={
@@ -187,10 +190,6 @@ def _overview(
             fig.add_layout(_vertical(ms(marker.t_lsl_s), MARKER_COLOR))
     for comment in annotations.comments:
         fig.add_layout(_vertical(ms(comment.t_start_lsl_s), COMMENT_COLOR))
-    fig.legend.orientation = "horizontal"
-    fig.legend.location = "top_right"
-    fig.legend.label_text_font_size = "11px"
-    fig.legend.background_fill_alpha = 0.7
     return fig
 
 

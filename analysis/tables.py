@@ -97,10 +97,10 @@ def find_annotations(store_path: Path, recording: Path, *, sha256: str) -> Annot
     """
     if not store_path.is_file():
         return Annotations()
-    resolved = recording.resolve()
+    absolute = recording.absolute()  # as the store keeps it
     with SessionStore(store_path, create=False) as store:
         rows = store.list_sessions()
-        row = next((r for r in rows if r.file_path == resolved), None) or next(
+        row = next((r for r in rows if r.file_path == absolute), None) or next(
             (r for r in rows if r.file_sha256 == sha256), None
         )
         if row is None:
