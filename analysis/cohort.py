@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from dsp.exceptions import ConfigError, DyadsyncError
 from dsp.pipeline import Derived
-from dsp.types import Role
+from dsp.types import FloatArray, Role
 from dsp.xcorr import windowed_cross_correlation
 
 __all__ = [
@@ -59,8 +58,6 @@ __all__ = [
     "run_sessions",
     "write_cohort",
 ]
-
-FloatArray = npt.NDArray[np.float64]
 
 #: 9999 label shuffles resolve p = 1e-4 and take well under a second for 40 sessions
 #: (1600 pairs per signal).
@@ -255,13 +252,15 @@ def _on_dask(
     if scheduler == "local":
         if not (isinstance(n_workers, int) and n_workers >= 1):
             raise ConfigError(f"n_workers must be an integer >= 1, got {n_workers!r}")
-        # Loopback only and no dashboard: nothing of the cohort is reachable from the network.
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # Without a dashboard the scheduler still serves /health, by default on every
+            # interface at 8787: keep it on loopback, like every other port of the cluster.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
         client = Client(cluster)
     elif scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
