@@ -27,10 +27,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from dsp.xcorr import windowed_cross_correlation
 
 __all__ = [
     "DEFAULT_PERMUTATIONS",
+    "Chair",
     "Cohort",
     "CohortSession",
     "Comparison",
@@ -49,6 +50,7 @@ __all__ = [
     "PseudoDyadControl",
     "SessionResult",
     "SignalControl",
+    "TaskRunner",
     "analyze_cohort",
     "analyze_session",
     "cohort_sessions",
@@ -56,6 +58,8 @@ __all__ = [
     "dyad_synchrony",
     "pseudo_dyad_control",
     "run_sessions",
+    "task_runner",
+    "therapist_pairs",
     "write_cohort",
 ]
 
@@ -65,9 +69,13 @@ DEFAULT_PERMUTATIONS: Final = 9999
 #: Small on purpose: a laptop, or a machine shared with others (one thread per worker
 #: because one session's replay is single-threaded Python).
 DEFAULT_WORKERS: Final = 2
+#: How long to wait for a remote scheduler before giving up.
+SCHEDULER_TIMEOUT_S: Final = 30.0
 
 CONTROL_STATISTIC: Final = "mean peak Fisher z over lags, complete windows"
 EFFECT_SIZE: Final = "Cohen's d: (mean real - mean pseudo) / pooled SD"
+R = TypeVar("R")
+
 # The files write_cohort makes, in the order it writes them.
 OUTPUT_FILES: Final = ("cohort.csv", "cohort_pairs.csv", "cohort.json", "cohort.md")
 # Columns every cohort.csv row starts with; the summary's columns follow.
@@ -160,6 +168,24 @@ class SessionResult:
     def ok(self) -> bool:
         return not self.error
 
+    def chair(self, role: Role) -> Chair:
+        """One person's series, what the pseudo-dyad tasks need of this session."""
+        if self.series is None:
+            raise ConfigError(f"session {self.session.session_id} was not analysed: {self.error}")
+        return Chair(
+            session_id=self.session.session_id,
+            series={signal: values for (r, signal), values in self.series.items() if r is role},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Chair:
+    """One person (therapist or client) of one session: grid series per signal, from the
+    session start (see :attr:`SessionResult.series`)."""
+
+    session_id: str
+    series: Mapping[Derived, FloatArray]
+
 
 def analyze_session(
     session: CohortSession, *, synchrony: Mapping[str, Any] | None = None
@@ -174,6 +200,8 @@ def analyze_session(
         summary = session_summary(analysis)
     except DyadsyncError as exc:
         return SessionResult(session=session, error=str(exc))
+    # Anything else is a bug, but one file's bug must not cost the cohort its other
+    # sessions: the row names the exception.
     except Exception as exc:
         return SessionResult(session=session, error=f"{type(exc).__name__}: {exc}")
     pipeline = analysis.pipeline
@@ -208,46 +236,105 @@ def analyze_session(
     )
 
 
-def run_sessions(
-    sessions: Sequence[CohortSession],
-    *,
-    scheduler: str = "local",
-    n_workers: int = DEFAULT_WORKERS,
-    synchrony: Mapping[str, Any] | None = None,
-    on_result: Callable[[SessionResult], None] | None = None,
-) -> tuple[SessionResult, ...]:
-    """Analyse ``sessions``, one task each, and return their results in input order.
+class TaskRunner:
+    """Runs one function over many inputs, here (``"serial"``) or on a Dask cluster, and
+    returns the results in input order whatever the order they finish in.
 
-    ``scheduler``: ``"serial"`` (this process, no Dask), ``"local"`` (a
-    :class:`~distributed.LocalCluster` of ``n_workers`` single-threaded worker processes,
-    closed afterwards) or the address of a running Dask scheduler (``tcp://host:8786``;
-    its workers must have dyadsync installed and see the recordings at the same paths).
-    ``on_result`` is called as each session finishes (completion order), e.g. to advance
-    a progress bar.
+    Use as a context manager (:func:`task_runner` makes one); a local cluster is closed on
+    exit, a remote one is only disconnected from.
     """
-    if scheduler == "serial":
-        results = []
-        for session in sessions:
-            result = analyze_session(session, synchrony=synchrony)
+
+    def __init__(self, client: Any | None = None, cluster: Any | None = None) -> None:
+        self._client = client  # a distributed.Client, None = serial
+        self._cluster = cluster  # the LocalCluster we started, if any
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def map(
+        self,
+        function: Callable[..., R],
+        items: Sequence[Any],
+        *,
+        shared: Mapping[str, Any] | None = None,
+        on_result: Callable[[R], None] | None = None,
+        on_error: Callable[[int, Exception], R] | None = None,
+    ) -> list[R]:
+        """``[function(item, **shared) for item in items]``, in parallel on Dask.
+
+        ``shared`` keyword arguments go to every call (on Dask they are sent to each worker
+        once). ``on_result`` sees each result as it arrives; ``on_error(index, exc)`` turns
+        a task that raised (or whose worker died) into a result instead of raising.
+        """
+        shared = dict(shared or {})
+        if self._client is None:
+            results = []
+            for index, item in enumerate(items):
+                try:
+                    result = function(item, **shared)
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    result = on_error(index, exc)
+                if on_result is not None:
+                    on_result(result)
+                results.append(result)
+            return results
+        return self._on_dask(function, items, shared, on_result, on_error)
+
+    def _on_dask(
+        self,
+        function: Callable[..., R],
+        items: Sequence[Any],
+        shared: dict[str, Any],
+        on_result: Callable[[R], None] | None,
+        on_error: Callable[[int, Exception], R] | None,
+    ) -> list[R]:
+        from distributed import as_completed
+
+        client = self._client
+        assert client is not None  # _on_dask is only called with a client
+        # One copy of each shared argument per worker, not one per task. Wrapped in a list
+        # so that a list or dict travels as one object (scatter splits containers);
+        # hash=False: our own keys, never another job's same-looking data.
+        sent = {
+            key: client.scatter([value], broadcast=True, hash=False)[0]
+            for key, value in shared.items()
+        }
+        # pure=False: one task per item even if two items are equal (e.g. the same path).
+        futures = [client.submit(function, item, **sent, pure=False) for item in items]
+        position = {future.key: index for index, future in enumerate(futures)}
+        results: dict[int, R] = {}
+        for future in as_completed(futures):
+            index = position[future.key]
+            try:
+                result = future.result()
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                result = on_error(index, exc)
+            results[index] = result
             if on_result is not None:
                 on_result(result)
-            results.append(result)
-        return tuple(results)
-    return tuple(
-        _on_dask(sessions, scheduler=scheduler, n_workers=n_workers, synchrony=synchrony,
-                 on_result=on_result)
-    )  # fmt: skip
+            future.release()  # the result is here: free the worker's copy now
+        return [results[index] for index in range(len(futures))]
 
 
-def _on_dask(
-    sessions: Sequence[CohortSession],
-    *,
-    scheduler: str,
-    n_workers: int,
-    synchrony: Mapping[str, Any] | None,
-    on_result: Callable[[SessionResult], None] | None,
-) -> list[SessionResult]:
-    from distributed import Client, LocalCluster, as_completed
+def task_runner(scheduler: str = "local", *, n_workers: int = DEFAULT_WORKERS) -> TaskRunner:
+    """A :class:`TaskRunner` for ``scheduler``: ``"serial"`` (this process, no Dask),
+    ``"local"`` (a LocalCluster of ``n_workers`` single-threaded worker processes on
+    loopback) or the address of a running Dask scheduler (``tcp://host:8786``: its workers
+    must have dyadsync installed and see the recordings at the same paths). Raises
+    :class:`ConfigError` for another value or an unreachable scheduler."""
+    if scheduler == "serial":
+        return TaskRunner()
+    from distributed import Client, LocalCluster
 
     if scheduler == "local":
         if not (isinstance(n_workers, int) and n_workers >= 1):
@@ -262,46 +349,45 @@ def _on_dask(
             # interface at 8787: keep it on loopback, like every other port of the cluster.
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
-        client = Client(cluster)
-    elif scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
-        cluster = None
-        try:
-            client = Client(scheduler, timeout=30)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one "
-                "(`dask scheduler`) or leave --scheduler out for a local cluster"
-            ) from None
-    else:
+        return TaskRunner(Client(cluster), cluster)
+    if not scheduler.startswith(("tcp://", "tls://", "ucx://")):
         raise ConfigError(
             f"scheduler {scheduler!r} is not allowed; use 'serial', 'local' or a scheduler "
             "address such as tcp://host:8786"
         )
     try:
-        # pure=False: a task per session even if two sessions share a path.
-        futures = [
-            client.submit(analyze_session, session, synchrony=synchrony, pure=False)
-            for session in sessions
-        ]
-        position = {future.key: index for index, future in enumerate(futures)}
-        results: list[SessionResult | None] = [None] * len(futures)
-        for future in as_completed(futures):
-            index = position[future.key]
-            try:
-                result = future.result()
-            except Exception as exc:
-                result = SessionResult(
-                    session=sessions[index], error=f"task failed: {type(exc).__name__}: {exc}"
-                )
-            results[index] = result
-            if on_result is not None:
-                on_result(result)
-            future.release()  # the result is here: free the worker's copy now
-        return [r for r in results if r is not None]
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        return TaskRunner(Client(scheduler, timeout=SCHEDULER_TIMEOUT_S))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one "
+            "(`dask scheduler`) or leave --scheduler out for a local cluster"
+        ) from None
+
+
+def run_sessions(
+    sessions: Sequence[CohortSession],
+    *,
+    runner: TaskRunner | None = None,
+    synchrony: Mapping[str, Any] | None = None,
+    on_result: Callable[[SessionResult], None] | None = None,
+) -> list[SessionResult]:
+    """Analyse ``sessions``, one task each (serially without ``runner``), in input order.
+    ``on_result`` is called as each session finishes, e.g. to advance a progress bar."""
+
+    def failed(index: int, exc: Exception) -> SessionResult:
+        # The task itself never raises (analyze_session keeps its errors); this is the
+        # cluster failing it, e.g. the worker died on this file.
+        return SessionResult(
+            session=sessions[index], error=f"task failed: {type(exc).__name__}: {exc}"
+        )
+
+    return (runner or TaskRunner()).map(
+        analyze_session,
+        sessions,
+        shared={"synchrony": synchrony},
+        on_result=on_result,
+        on_error=failed,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -370,23 +456,10 @@ def compare_real_pseudo(
     d = p = math.nan
     if n_real >= 1 and n_pseudo >= 1:
         observed = float(real.mean() - pseudo.mean())
-        if n_real + n_pseudo > 2:
-            pooled = math.sqrt(
-                (np.nan_to_num(sd_real) ** 2 * max(n_real - 1, 0)
-                 + np.nan_to_num(sd_pseudo) ** 2 * max(n_pseudo - 1, 0))
-                / (n_real + n_pseudo - 2)
-            )  # fmt: skip
-            d = observed / pooled if pooled > 0 else math.nan
-        values = np.concatenate([real, pseudo])
-        rng = np.random.default_rng(seed)
-        total = float(values.sum())
-        exceed = 0
-        for _ in range(n_permutations):
-            real_sum = float(values[rng.permutation(values.size)[:n_real]].sum())
-            shuffled = real_sum / n_real - (total - real_sum) / n_pseudo
-            # A tolerance, so ties with the observed split count as ties despite rounding.
-            exceed += shuffled >= observed - 1e-12 * max(1.0, abs(observed))
-        p = (1 + exceed) / (1 + n_permutations)
+        squares = float(((real - real.mean()) ** 2).sum() + ((pseudo - pseudo.mean()) ** 2).sum())
+        if n_real + n_pseudo > 2 and squares > 0:
+            d = observed / math.sqrt(squares / (n_real + n_pseudo - 2))
+        p = _permutation_p(real, pseudo, observed, n_permutations=n_permutations, seed=seed)
     return Comparison(
         n_real=n_real,
         n_pseudo=n_pseudo,
@@ -401,15 +474,32 @@ def compare_real_pseudo(
     )
 
 
+def _permutation_p(
+    real: FloatArray, pseudo: FloatArray, observed: float, *, n_permutations: int, seed: int
+) -> float:
+    """One-sided p of ``observed`` = mean real - mean pseudo under label shuffling."""
+    values = np.concatenate([real, pseudo])
+    total = float(values.sum())
+    rng = np.random.default_rng(seed)
+    # Ties with the observed split count as ties despite summation-order rounding.
+    threshold = observed - 1e-12 * max(1.0, abs(observed))
+    exceed = 0
+    for _ in range(n_permutations):
+        real_sum = float(values[rng.permutation(values.size)[: real.size]].sum())
+        exceed += real_sum / real.size - (total - real_sum) / pseudo.size >= threshold
+    return (1 + exceed) / (1 + n_permutations)
+
+
 def _sd(values: FloatArray) -> float:
     return float(values.std(ddof=1)) if values.size >= 2 else math.nan
 
 
 @dataclass(frozen=True, slots=True)
 class PairResult:
-    """The control statistic of one dyad: ``therapist_session``'s therapist with
-    ``client_session``'s client (the same session for a real dyad)."""
+    """The control statistic of one dyad in one signal: ``therapist_session``'s therapist
+    with ``client_session``'s client (the same session for a real dyad)."""
 
+    signal: Derived
     therapist_session: str
     client_session: str
     peak_z: float
@@ -446,9 +536,14 @@ def pseudo_dyad_control(
     *,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
+    runner: TaskRunner | None = None,
 ) -> PseudoDyadControl:
     """Real dyads against every therapist x other-session client pairing (n * (n - 1)
-    pseudo dyads per signal for n analysed sessions); failed sessions are left out."""
+    pseudo dyads per signal for n analysed sessions); failed sessions are left out.
+
+    The n * n pairs are computed one task per therapist (serially without ``runner``),
+    every client's series sent to each worker once; the comparison runs here.
+    """
     analysed = [r for r in results if r.ok and r.settings is not None and r.series]
     ids = tuple(r.session.session_id for r in analysed)
     if len(analysed) < 2:
@@ -467,43 +562,46 @@ def pseudo_dyad_control(
                     "different settings; pseudo dyads need one grid, window and lag"
                 ),
             )
+    by_therapist = (runner or TaskRunner()).map(
+        therapist_pairs,
+        [r.chair(Role.THERAPIST) for r in analysed],
+        shared={"clients": [r.chair(Role.CLIENT) for r in analysed], "settings": settings},
+    )
     signals = []
     for signal in settings.signals:
-        pairs = [
-            _pair(therapist, client, signal, settings) for therapist, client in _dyads(analysed)
-        ]
-        real = np.array([p.peak_z for p in pairs if p.real])
-        pseudo = np.array([p.peak_z for p in pairs if not p.real])
-        comparison = compare_real_pseudo(real, pseudo, n_permutations=n_permutations, seed=seed)
-        signals.append(SignalControl(signal=signal, pairs=tuple(pairs), comparison=comparison))
+        of_signal = [p for pairs in by_therapist for p in pairs if p.signal is signal]
+        real = [p for p in of_signal if p.real]
+        pseudo = [p for p in of_signal if not p.real]
+        comparison = compare_real_pseudo(
+            np.array([p.peak_z for p in real]),
+            np.array([p.peak_z for p in pseudo]),
+            n_permutations=n_permutations,
+            seed=seed,
+        )
+        signals.append(SignalControl(signal=signal, pairs=(*real, *pseudo), comparison=comparison))
     return PseudoDyadControl(sessions=ids, settings=settings, signals=tuple(signals))
 
 
-def _dyads(analysed: Sequence[SessionResult]) -> Iterator[tuple[SessionResult, SessionResult]]:
-    """Real dyads first (session order), then each therapist with every other client."""
-    for result in analysed:
-        yield result, result
-    for therapist in analysed:
-        for client in analysed:
-            if client is not therapist:
-                yield therapist, client
-
-
-def _pair(
-    therapist: SessionResult, client: SessionResult, signal: Derived, settings: ControlSettings
-) -> PairResult:
-    assert therapist.series is not None and client.series is not None  # analysed sessions
-    peak_z, windows = dyad_synchrony(
-        therapist.series[(Role.THERAPIST, signal)],
-        client.series[(Role.CLIENT, signal)],
-        settings=settings,
-    )
-    return PairResult(
-        therapist_session=therapist.session.session_id,
-        client_session=client.session.session_id,
-        peak_z=peak_z,
-        windows=windows,
-    )
+def therapist_pairs(
+    therapist: Chair, *, clients: Sequence[Chair], settings: ControlSettings
+) -> tuple[PairResult, ...]:
+    """One therapist with every client (its own: the real dyad), per signal (a task)."""
+    pairs = []
+    for signal in settings.signals:
+        for client in clients:
+            peak_z, windows = dyad_synchrony(
+                therapist.series[signal], client.series[signal], settings=settings
+            )
+            pairs.append(
+                PairResult(
+                    signal=signal,
+                    therapist_session=therapist.session_id,
+                    client_session=client.session_id,
+                    peak_z=peak_z,
+                    windows=windows,
+                )
+            )
+    return tuple(pairs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,15 +629,12 @@ def analyze_cohort(
     """Analyse a folder, a session store or given sessions (see :func:`cohort_sessions`,
     :func:`run_sessions`) and run the pseudo-dyad control on the analysed ones."""
     sessions = cohort_sessions(source) if isinstance(source, str | Path) else tuple(source)
-    results = run_sessions(
-        sessions,
-        scheduler=scheduler,
-        n_workers=n_workers,
-        synchrony=synchrony,
-        on_result=on_result,
-    )
-    control = pseudo_dyad_control(results, n_permutations=n_permutations, seed=seed)
-    return Cohort(results=results, control=control)
+    with task_runner(scheduler, n_workers=n_workers) as runner:
+        results = run_sessions(sessions, runner=runner, synchrony=synchrony, on_result=on_result)
+        control = pseudo_dyad_control(
+            results, n_permutations=n_permutations, seed=seed, runner=runner
+        )
+    return Cohort(results=tuple(results), control=control)
 
 
 def write_cohort(cohort: Cohort, out_dir: str | Path) -> tuple[Path, ...]:

@@ -40,8 +40,10 @@ from analysis.cohort import (
     cohort_sessions,
     compare_real_pseudo,
     pseudo_dyad_control,
+    task_runner,
     write_cohort,
 )
+from dsp.exceptions import ConfigError
 from dsp.pipeline import Derived
 from dsp.types import FloatArray, Role
 from server.store import SessionStore, sha256_file
@@ -345,3 +347,8 @@ def test_a_session_store_as_source_gives_rooms(cohorts: Cohorts, tmp_path: Path)
         (s.session_id, s.room, s.path.name) for s in sessions
     ]
     assert all(row["error"] == "" for row in rows)
+
+
+def test_a_scheduler_that_is_not_an_address_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'serial', 'local' or a scheduler address"):
+        task_runner("localhost:8786")
