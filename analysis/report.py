@@ -14,6 +14,7 @@ external script or style sheet, so it opens on a machine with no network.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from html import escape
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import Any
 
 from bokeh.embed import file_html
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DataRange1d, InlineStyleSheet, LayoutDOM, Range1d
-from bokeh.models.annotations import LabelSet, Span, Title
+from bokeh.models import DataRange1d, InlineStyleSheet, LayoutDOM, Range1d
+from bokeh.models.annotations import Span, Title
+from bokeh.models.renderers import GlyphRenderer
 from bokeh.models.widgets.markups import Div
 from bokeh.resources import INLINE
 
@@ -31,6 +33,7 @@ from analysis.summary import summary_lines
 from analysis.tables import Annotations
 from dashboard.app import (
     EPISODE_LABELS,
+    ROLE_COLORS,
     TIME_AXIS_LABEL,
     DashboardView,
     _legend,
@@ -53,6 +56,10 @@ NO_STATE = "no_estimate"
 OVERVIEW_COLORS = {**STATE_COLORS, NO_STATE: "#E6E6E6"}
 OVERVIEW_LABELS = {**EPISODE_LABELS, "decoupled": "decoupled", NO_STATE: "no estimate / untested"}
 OVERVIEW_HEIGHT_PX = 150
+# Episode entries as triangles above the band, in the colour of who led (the dashboard's
+# therapist/client colours).
+NO_LEADER = "none"
+ENTRY_COLORS = {**ROLE_COLORS, NO_LEADER: THRESHOLD_COLOR}
 MARKER_COLOR = "#D55E00"  # Okabe-Ito vermillion: the dashboard's "bad" colour, unused here
 COMMENT_COLOR = "#56B4E9"  # Okabe-Ito sky blue
 
@@ -140,7 +147,7 @@ def _overview(
     started_t: float,
 ) -> LayoutDOM:
     """One signal's whole session: a band per update coloured by state, episode entries
-    labelled with who led, markers and comments as vertical lines."""
+    coloured by who led, markers and comments as vertical lines."""
 
     def ms(t: float) -> float:
         return (t - started_t) * 1000.0  # the dashboard's axis unit
@@ -151,46 +158,50 @@ def _overview(
         x_range=DataRange1d(range_padding=0.02),
         y_label="",
     )
-    fig.add_layout(
-        Title(text=f"{SIGNAL_TITLES.get(signal, signal)}: synchrony state over the session"),
-        "above",
-    )
     fig.xaxis.axis_label = TIME_AXIS_LABEL
     fig.yaxis.visible = False
-    fig.y_range = Range1d(start=0.0, end=1.6)  # the band, then room for the entry labels
+    fig.y_range = Range1d(start=0.0, end=1.6)  # the band, then room for the entries
     step_ms = _step_ms(updates)
-    bands = []
+    bands: list[tuple[str, GlyphRenderer]] = []
     for state, label in OVERVIEW_LABELS.items():
         rows = [m for m in updates if (m["state"] or NO_STATE) == state]
         band = fig.quad(
-            left=[ms(m["t"]) - step_ms for m in rows],
-            right=[ms(m["t"]) for m in rows],
+            left=_drawable([ms(m["t"]) - step_ms for m in rows]),
+            right=_drawable([ms(m["t"]) for m in rows]),
             bottom=0.0,
             top=1.0,
             fill_color=OVERVIEW_COLORS[state],
             line_color=None,
         )
         bands.append((label, band))
-    _legend(fig, bands)
     entries = [e for e in episodes if e["signal"] == signal and e["event"] == "start"]
-    entry_source = ColumnDataSource(
-        data={
-            "x": [ms(e["onset_s"] if e["onset_s"] is not None else e["t"]) for e in entries],
-            "y": [1.05] * len(entries),
-            "text": [_led_by(e["leader"]) for e in entries],
-        }
-    )
-    fig.scatter("x", "y", source=entry_source, marker="triangle", size=9, color=THRESHOLD_COLOR)
+    for leader, color in ENTRY_COLORS.items():
+        led = [e for e in entries if (e["leader"] or NO_LEADER) == leader]
+        triangles = fig.scatter(
+            x=_drawable([ms(e["onset_s"] if e["onset_s"] is not None else e["t"]) for e in led]),
+            y=1.15,
+            marker="triangle",
+            size=10,
+            color=color,
+        )
+        bands.append((_led_by(leader), triangles))
+    _legend(fig, bands)
     fig.add_layout(
-        LabelSet(x="x", y="y", text="text", source=entry_source, x_offset=5, y_offset=2,
-                 text_font_size="11px", text_color="#444444")
-    )  # fmt: skip
+        Title(text=f"{SIGNAL_TITLES.get(signal, signal)}: synchrony state over the session"),
+        "above",
+    )
     for marker in annotations.markers:
         if not marker.is_undone:
             fig.add_layout(_vertical(ms(marker.t_lsl_s), MARKER_COLOR))
     for comment in annotations.comments:
         fig.add_layout(_vertical(ms(comment.t_start_lsl_s), COMMENT_COLOR))
     return fig
+
+
+def _drawable(values: list[float]) -> list[float]:
+    """``values``, or one NaN (drawn nowhere): BokehJS draws no legend swatch for a glyph
+    without any row, and a legend entry must show its colour even when it has no data."""
+    return values or [math.nan]
 
 
 def _vertical(x_ms: float, color: str) -> Span:
@@ -203,8 +214,8 @@ def _step_ms(updates: Sequence[Message]) -> float:
     return (float(updates[1]["t"]) - float(updates[0]["t"])) * 1000.0
 
 
-def _led_by(leader: str | None) -> str:
-    return f"{leader} led" if leader else "no clear leader"
+def _led_by(leader: str) -> str:
+    return "entry, no clear leader" if leader == NO_LEADER else f"entry led by {leader}"
 
 
 def _head_html(summary: dict[str, Any]) -> str:
@@ -218,7 +229,7 @@ def _head_html(summary: dict[str, Any]) -> str:
         "follows the therapist.</p>"
         f"<h2>Summary</h2><ul class='facts'>{facts}</ul>"
         "<h2>Whole-session overview</h2><p class='muted'>Each band is one synchrony update, "
-        "coloured by its state; triangles mark episode entries and who led them; "
+        "coloured by its state; triangles mark episode entries, coloured by who led; "
         f"<span style='color:{MARKER_COLOR}'>markers</span> and "
         f"<span style='color:{COMMENT_COLOR}'>comments</span> are vertical lines.</p>"
     )
