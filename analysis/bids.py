@@ -103,11 +103,14 @@ def on_grid(
     """Place samples on the grid ``first + k / rate_hz`` by sample index, not by time.
 
     The step from one sample to the next is what the device's sample counter says (lost
-    samples become gaps); without a counter, or where it resets, stands still or jumps
-    beyond twice what the time stamps allow (a garbage counter must not blow the file up),
-    it is the time difference in whole sampling intervals (at least 1). Steps, not
-    absolute times, are rounded, so clock jitter never moves a sample and a device clock
-    that runs slightly off its nominal rate never makes samples collide or leaves holes.
+    samples become gaps); without a counter, or where it resets or stands still, it is the
+    time difference in whole sampling intervals (at least 1). Steps, not absolute times,
+    are rounded, so clock jitter never moves a sample and a device clock that runs slightly
+    off its nominal rate never makes samples collide or leaves holes. A counter whose grid
+    would be more than twice as long as the time stamps' span (plus a second) is not a
+    sample counter, and the time steps are used throughout: a garbage counter must not
+    blow the file up. Per step the counter is trusted over the time stamps, since
+    dejittered stamps (as replay makes for other tools' files) can smooth a short gap away.
     """
     if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise BidsError(f"a physio file needs a regular stream; nominal rate {rate_hz!r} Hz")
@@ -115,18 +118,14 @@ def on_grid(
     if n == 0:
         return GridPlacement(np.empty(0, dtype=np.int64), 0)
     with np.errstate(invalid="ignore"):
-        time_steps = np.maximum(np.rint(np.diff(timestamps_s) * rate_hz), 1.0)
-        time_steps[~np.isfinite(time_steps)] = 1.0
-        steps = time_steps
+        steps = np.maximum(np.rint(np.diff(timestamps_s) * rate_hz), 1.0)
+        steps[~np.isfinite(steps)] = 1.0
         if counters is not None:
             counted = np.diff(counters)
-            usable = (
-                np.isfinite(counted)
-                & (counted >= 1)
-                & (counted == np.rint(counted))
-                & (counted <= 2 * time_steps + 1)
-            )
-            steps = np.where(usable, counted, time_steps)
+            usable = np.isfinite(counted) & (counted >= 1) & (counted == np.rint(counted))
+            by_counter = np.where(usable, counted, steps)
+            if by_counter.sum() <= 2 * steps.sum() + rate_hz:
+                steps = by_counter
     indices = np.concatenate([[0], np.cumsum(steps.astype(np.int64))])
     return GridPlacement(indices, int(indices[-1]) + 1)
 
@@ -355,11 +354,9 @@ def _sessions_files(
     root: Path, person: ParticipantExport, *, session: str, partner: str
 ) -> dict[Path, str]:
     table = root / f"sub-{person.label}" / f"sub-{person.label}_sessions.tsv"
-    rows = (
-        [[r["session_id"], r.get("partner_id", MISSING)] for r in _read_tsv(table)]
-        if (table.exists())
-        else []
-    )
+    rows = []
+    if table.exists():
+        rows = [[row["session_id"], row.get("partner_id", MISSING)] for row in _read_tsv(table)]
     rows.append([f"ses-{session}", f"sub-{partner}"])
     return {
         table: _tsv([list(_SESSION_FIELDS), *rows]),

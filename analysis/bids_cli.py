@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Export ``args.file``; prints what was written. Errors are DyadsyncErrors."""
     from streamer.session import load_session
 
+    # Checked before the (possibly long) read of the recording, so a mistake shows at once.
     codes = {
         role: bids_label(getattr(args, f"subject_{role.value}"), what=f"--subject-{role.value}")
         for role in Role
@@ -162,15 +163,12 @@ def read_events(path: Path, *, start_s: float, end_s: float) -> Iterator[Event]:
     recording = load_recording(path, synchronize_clocks=True, dejitter_timestamps=False)
     messages: list[Mapping[str, Any]] = []
     for stream in recording.streams:
-        desc = (stream["info"].get("desc") or [None])[0] or {}
-        ours = (desc.get("dyadsync") or [None])[0] or {} if isinstance(desc, Mapping) else {}
-        kind = (ours.get("kind") or [""])[0] if isinstance(ours, Mapping) else ""
-        if kind in _EVENT_KINDS:
+        if _stream_kind(stream["info"]) in _EVENT_KINDS:
             messages.extend(_decoded(path, stream["time_series"]))
     open_episodes: dict[str, Mapping[str, Any]] = {}
-    for message in sorted(messages, key=lambda m: float(m.get("t", math.nan))):
+    for message in sorted(messages, key=lambda m: float(m["t"])):
         kind = message.get("type")
-        t_s = float(message.get("t", math.nan))
+        t_s = float(message["t"])
         if kind == "episode":
             signal = str(message.get("signal"))
             if message.get("event") == "start":
@@ -193,7 +191,17 @@ def read_events(path: Path, *, start_s: float, end_s: float) -> Iterator[Event]:
         yield _episode(started, None, start_s=start_s, end_s=end_s)
 
 
+def _stream_kind(info: Mapping[str, Any]) -> str:
+    """A stream's ``<desc><dyadsync><kind>`` in pyxdf's dict-of-lists form ("" if none)."""
+    node: Any = info
+    for key in ("desc", "dyadsync", "kind"):
+        node = (node.get(key) or [None])[0] if isinstance(node, Mapping) else None
+    return node if isinstance(node, str) else ""
+
+
 def _decoded(path: Path, samples: Sequence[Sequence[str]]) -> Iterator[Mapping[str, Any]]:
+    """The JSON messages of a string stream; those without a numeric time ``t`` (none that
+    dyadsync writes) are skipped, since they cannot be placed."""
     for index, sample in enumerate(samples):
         try:
             message = json.loads(sample[0])
@@ -202,7 +210,8 @@ def _decoded(path: Path, samples: Sequence[Sequence[str]]) -> Iterator[Mapping[s
                 f"{path}: string sample {index} of an events stream is not JSON; "
                 "the file is damaged (try `dyadsync repair`)"
             ) from None
-        if isinstance(message, dict):
+        t_s = message.get("t") if isinstance(message, dict) else None
+        if isinstance(t_s, int | float) and math.isfinite(t_s):
             yield message
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import pyxdf
 
@@ -33,6 +34,7 @@ from analysis import bids_cli
 from analysis.bids import BidsError, on_grid
 from dsp.exceptions import ConfigError
 from dsp.types import Role
+from streamer.xdf_writer import XdfWriter
 from tests.recordings import real_person, write_dyad_recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -272,3 +274,66 @@ def test_gaps_become_missing_rows_by_the_sample_counter_or_the_time_stamps() -> 
     assert wild.length == 2
     with pytest.raises(BidsError, match="regular stream"):
         on_grid(timestamps_s=stamps, counters=None, rate_hz=0.0)
+
+
+LAB_DEVICE = """\
+[device]
+manufacturer = "testlab"
+model = "amp"
+[match]
+type = "ECG"
+[signals.ecg]
+stream_type = "ECG"
+channel_index = 0
+channel_count = 2
+counter_channel_index = 1
+unit = "uV"
+"""
+LOST = slice(500, 550)  # samples the therapist's Bluetooth link lost
+
+
+def test_another_tools_recording_with_lost_samples(tmp_path: Path) -> None:
+    """A LabRecorder-style file (no <dyadsync> desc; integer microvolts) mapped to roles by
+    a session TOML; the samples a sensor lost are n/a rows, found by its sample counter."""
+    (tmp_path / "lab_amp.toml").write_text(LAB_DEVICE)
+    session = tmp_path / "session.toml"
+    session.write_text(
+        '[session]\nroom = "lab"\nsignals = ["ecg"]\n'
+        + "".join(
+            f'[{role.value}.ecg]\ndevice = "lab_amp.toml"\nsource_id = "amp-{role.value}"\n'
+            for role in Role
+        )
+    )
+    rate = 250.0
+    rng = np.random.default_rng(7)
+    recorded: dict[Role, npt.NDArray[np.int32]] = {}
+    with XdfWriter.open(tmp_path / "lab.xdf") as writer:
+        for role in Role:
+            stream = writer.add_stream(
+                name=f"amp {role.value}", type="ECG", channel_count=2, nominal_srate=rate,
+                channel_format="int32", source_id=f"amp-{role.value}",
+            )  # fmt: skip
+            counters = np.arange(3000)
+            if role is Role.THERAPIST:
+                counters = np.delete(counters, np.arange(3000)[LOST])
+            values = rng.integers(-2000, 2000, counters.shape[0]).astype(np.int32)
+            stamps = 50.0 + counters / rate + rng.normal(0, 0.0005, counters.shape[0])
+            writer.push(stream, stamps, np.column_stack([values, counters]).astype(np.int32))
+            recorded[role] = values
+        writer.tick(70.0)
+    root = tmp_path / "dataset"
+    _export(tmp_path / "lab.xdf", root, "--subject-therapist", "T02", "--subject-client", "C03",
+            "--session-toml", str(session))  # fmt: skip
+    assert _validate(root)["issues"]["errors"] == []
+    for code, role in (("T02", Role.THERAPIST), ("C03", Role.CLIENT)):
+        stem = root / f"sub-{code}" / "beh" / f"sub-{code}_task-psychotherapy_recording-ecg_physio"
+        sidecar = json.loads(stem.with_suffix(".json").read_text())
+        assert sidecar["cardiac"]["Units"] == "uV" and sidecar["SamplingFrequency"] == rate
+        rows = gzip.decompress(stem.with_name(stem.name + ".tsv.gz").read_bytes()).decode()
+        column = rows.splitlines()
+        assert len(column) == 3000
+        lost = LOST if role is Role.THERAPIST else slice(0, 0)
+        assert sidecar["MissingSamples"] == lost.stop - lost.start
+        assert set(column[lost]) <= {"n/a"}
+        kept = [int(text) for text in column if text != "n/a"]
+        assert kept == recorded[role].tolist()
