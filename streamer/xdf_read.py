@@ -8,19 +8,37 @@ its readable prefix), so a corrupt file cannot make it hang, loop or crash: the 
 is either the readable part with the damage reported, or a
 :class:`~streamer.errors.RecordingError` naming the file and the byte offset. Both passes
 are linear in the file size.
+
+Why some decoding is our own code: pyxdf 1.17 decodes numeric Samples chunks one sample
+at a time in Python (about 2.5 us a sample, 5 s for a 60-minute dyad), half of an
+offline analysis. A chunk in which every sample carries its time stamp (all of ours:
+:func:`~streamer.xdf_format.numeric_samples_chunk`), or none does, has a constant
+per-sample stride, so one structured ``np.frombuffer`` decodes it. Only that decoding is
+replaced; pyxdf still reads every file and does everything else (headers, footers,
+clock offsets, clock sync, dejittering, segments): it is given the file with each such
+chunk shrunk to a one-sample stand-in carrying the chunk's last time stamp (so its state
+for deduced stamps is what it would have been), and its documented ``on_chunk`` hook
+swaps the decoded arrays back in. The result is therefore pyxdf's by construction, for
+any file; chunks mixing stamped and deduced samples, and string chunks, are left to
+pyxdf's own loop. ``vectorise=False`` turns the fast path off (the reference it is
+tested against).
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyxdf
 
+from streamer import xdf_format as fmt
 from streamer.errors import RecordingError
 from streamer.xdf_format import ScanProblem, XdfScan, scan_xdf
 
@@ -36,6 +54,8 @@ class Recording:
     broke (``problem.offset``) and only the chunks before that were read.
     ``streams_without_footer`` lists stream ids whose StreamFooter is missing (a recording
     that did not close: ``repair`` adds them; the data reads the same either way).
+    ``numeric_chunks_vectorised`` / ``numeric_chunks_per_sample`` count the numeric
+    Samples chunks of the loaded streams decoded by numpy / left to pyxdf's loop.
     """
 
     path: Path
@@ -43,6 +63,8 @@ class Recording:
     file_header: dict[str, Any]
     problem: ScanProblem | None
     streams_without_footer: tuple[int, ...]
+    numeric_chunks_vectorised: int
+    numeric_chunks_per_sample: int
 
     @property
     def damage(self) -> str | None:
@@ -76,6 +98,7 @@ def load_recording(
     synchronize_clocks: bool = True,
     dejitter_timestamps: bool = True,
     allow_partial: bool = True,
+    vectorise: bool = True,
 ) -> Recording:
     """Load ``path`` with ``pyxdf.load_xdf`` (options passed through; see pyxdf).
 
@@ -83,6 +106,8 @@ def load_recording(
     unless ``allow_partial`` is False, in which case it raises. Raises
     :class:`RecordingError` naming the file and the byte offset when nothing is readable
     (not XDF, or damaged before its FileHeader ends), or if pyxdf fails anyway.
+    ``vectorise`` (True) decodes numeric Samples chunks with numpy where that gives
+    pyxdf's result (see the module docstring); False leaves every chunk to pyxdf.
     """
     data, scan = read_and_scan(path)
     problem = scan.problem
@@ -96,11 +121,13 @@ def load_recording(
                 else f" (the first {problem.offset} bytes are readable)"
             )
         )
-    readable = io.BytesIO(data if problem is None else data[: scan.readable_end])
+    selected = None if select_streams is None else frozenset(select_streams)
+    decoded = _Predecoded(data, scan, selected=selected, enabled=vectorise)
     try:
         streams, file_header = pyxdf.load_xdf(
-            readable,
+            io.BytesIO(decoded.file_for_pyxdf),
             select_streams=list(select_streams) if select_streams is not None else None,
+            on_chunk=decoded.swap_in,
             synchronize_clocks=synchronize_clocks,
             dejitter_timestamps=dejitter_timestamps,
         )
@@ -111,6 +138,7 @@ def load_recording(
             f"{path}: pyxdf could not read the first {scan.readable_end} bytes "
             f"({type(error).__name__}: {error})"
         ) from error
+    decoded.check_all_swapped(path)
     without_footer = tuple(
         stream_id for stream_id, stream in scan.streams.items() if not stream.has_footer
     )
@@ -120,4 +148,124 @@ def load_recording(
         file_header=file_header,
         problem=problem,
         streams_without_footer=without_footer,
+        numeric_chunks_vectorised=decoded.vectorised,
+        numeric_chunks_per_sample=decoded.per_sample,
     )
+
+
+# (time stamps, values) of one chunk as pyxdf's _read_chunk3 returns them; None = pyxdf's own.
+_Decoded = tuple[npt.NDArray[np.float64], npt.NDArray[Any]] | None
+
+
+class _Predecoded:
+    """The readable chunks with numeric payloads decoded by numpy, and the file pyxdf reads
+    instead: the same chunks, each decoded one shrunk to a one-sample stand-in."""
+
+    __slots__ = ("_queues", "file_for_pyxdf", "per_sample", "vectorised")
+
+    def __init__(
+        self, data: bytes, scan: XdfScan, *, selected: frozenset[int] | None, enabled: bool
+    ) -> None:
+        self.vectorised = 0
+        self.per_sample = 0
+        # Per stream, in file order, what on_chunk hands pyxdf for each Samples chunk.
+        self._queues: dict[int, deque[_Decoded]] = {sid: deque() for sid in scan.streams}
+        # pyxdf's state for deduced stamps (last stamp, starting at 0.0); None once a chunk
+        # left to pyxdf has moved it to a value we did not compute.
+        previous_s: dict[int, float | None] = dict.fromkeys(scan.streams, 0.0)
+        view = memoryview(data)
+        parts: list[bytes | memoryview] = [view[: len(fmt.MAGIC)]]
+        for chunk in scan.chunks:
+            stream_id = chunk.stream_id
+            original = view[chunk.offset : chunk.end]
+            if chunk.tag != fmt.Tag.SAMPLES or stream_id is None:
+                parts.append(original)
+                continue
+            stream = scan.streams[stream_id]
+            numeric = stream.channel_format in fmt.NUMERIC_FORMATS
+            wanted = selected is None or stream_id in selected
+            result = None
+            if enabled and numeric and wanted:
+                result = _decode_numeric(view, chunk, stream, previous_s[stream_id])
+            self._queues[stream_id].append(result)
+            if result is None:
+                parts.append(original)
+                if numeric and wanted:
+                    self.per_sample += 1
+                    previous_s[stream_id] = None
+                continue
+            stamps, values = result
+            self.vectorised += 1
+            previous_s[stream_id] = float(stamps[-1])
+            parts.append(
+                fmt.numeric_samples_chunk(
+                    stream_id=stream_id,
+                    timestamps=stamps[-1:],
+                    values=np.zeros((1, stream.channel_count), dtype=values.dtype),
+                )
+            )
+        self.file_for_pyxdf = b"".join(parts)
+
+    def swap_in(
+        self,
+        values: Any,
+        stamps: npt.NDArray[np.float64],
+        info: dict[str, Any],
+        stream_id: int,
+    ) -> tuple[Any, npt.NDArray[np.float64], dict[str, Any]]:
+        """pyxdf's ``on_chunk``: the chunk's decoded arrays in place of the stand-in's."""
+        decoded = self._queues[stream_id].popleft()
+        if decoded is None:
+            return values, stamps, info
+        decoded_stamps, decoded_values = decoded
+        return decoded_values, decoded_stamps, info
+
+    def check_all_swapped(self, path: str | os.PathLike[str]) -> None:
+        # pyxdf treats an exception in on_chunk as file damage and skips ahead, so a
+        # stand-in it did not hand over must be caught here, not trusted.
+        left = {sid: len(q) for sid, q in self._queues.items() if any(x is not None for x in q)}
+        if left:
+            raise RecordingError(
+                f"{path}: pyxdf did not return {left} decoded Samples chunks per stream; "
+                "read it with load_recording(..., vectorise=False) and report the file"
+            )
+
+
+def _decode_numeric(
+    view: memoryview, chunk: fmt.ChunkSpan, stream: fmt.ScannedStream, previous_s: float | None
+) -> _Decoded:
+    """A numeric Samples chunk as pyxdf decodes it, or None if its stride is not constant
+    (stamped and deduced samples mixed), it is empty, or its deduced stamps depend on a
+    chunk pyxdf decodes (``previous_s`` None)."""
+    # chunk = [width][length][tag: 2][stream id: 4][count varlen][samples]
+    pos = chunk.offset + 1 + view[chunk.offset] + 2 + 4
+    count_width = view[pos]
+    count = int.from_bytes(view[pos + 1 : pos + 1 + count_width], "little")
+    pos += 1 + count_width
+    payload = chunk.end - pos
+    value_dtype = fmt.NUMERIC_FORMATS[stream.channel_format]
+    value_field = ("values", value_dtype, (stream.channel_count,))
+    stamped = np.dtype([("stamp_bytes", "u1"), ("stamp", "<f8"), value_field])
+    deduced = np.dtype([("stamp_bytes", "u1"), value_field])
+    if count == 0:
+        return None
+    if payload == count * stamped.itemsize:
+        records = np.frombuffer(view, dtype=stamped, count=count, offset=pos)
+        if not (records["stamp_bytes"] == 8).all():
+            return None
+        stamps = records["stamp"].astype(np.float64)  # a copy: the file's bytes can go
+    elif payload == count * deduced.itemsize and previous_s is not None:
+        records = np.frombuffer(view, dtype=deduced, count=count, offset=pos)
+        if (records["stamp_bytes"] != 0).any():
+            return None
+        step_s = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        # pyxdf adds the step sample after sample; a running sum (not previous + k * step)
+        # rounds the same way.
+        steps = np.full(count + 1, step_s)
+        steps[0] = previous_s
+        stamps = np.add.accumulate(steps)[1:]
+    else:
+        return None
+    # pyxdf's arrays are native-endian; the file's are little-endian.
+    values = records["values"].astype(value_dtype.newbyteorder("="))
+    return stamps, values
