@@ -114,8 +114,7 @@ def on_grid(
     """
     if not (math.isfinite(rate_hz) and rate_hz > 0):
         raise BidsError(f"a physio file needs a regular stream; nominal rate {rate_hz!r} Hz")
-    n = int(timestamps_s.shape[0])
-    if n == 0:
+    if timestamps_s.shape[0] == 0:
         return GridPlacement(np.empty(0, dtype=np.int64), 0)
     with np.errstate(invalid="ignore"):
         steps = np.maximum(np.rint(np.diff(timestamps_s) * rate_hz), 1.0)
@@ -275,11 +274,11 @@ def physio_files(physio: PhysioColumn, *, start_s: float) -> tuple[bytes, str]:
     data = gzip.compress(text.encode("ascii"), mtime=0)
     first_s = float(physio.timestamps_s[0]) if physio.timestamps_s.shape[0] else start_s
     sidecar = {
+        **physio.metadata,  # first, so it cannot replace the fields BIDS requires
         "SamplingFrequency": physio.rate_hz,
         "StartTime": round(first_s - start_s, 6),
         "Columns": [physio.column],
         physio.column: {"Description": physio.description, "Units": physio.units},
-        **physio.metadata,
         "MissingSamples": placement.missing,
     }
     return data, _json_text(sidecar)

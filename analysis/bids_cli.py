@@ -20,6 +20,7 @@ import numpy as np
 
 from analysis.bids import Event, ParticipantExport, PhysioColumn, bids_label, write_session
 from dsp.types import Role, SignalKind
+from streamer.devices import CANONICAL_UNIT
 from streamer.errors import RecordingError
 from streamer.player import RecordedStream, open_replay
 from streamer.xdf_read import load_recording
@@ -133,7 +134,7 @@ def physio_column(stream: RecordedStream) -> PhysioColumn:
         conversion = spec.conversion
         description += (
             f" (device units; value = raw * {conversion.scale!r} + {conversion.offset!r} "
-            f"in {'mV' if stream.signal is SignalKind.ECG else 'uS'})"
+            f"in {CANONICAL_UNIT[stream.signal]})"
         )
         units = "arbitrary"
     counters = None
