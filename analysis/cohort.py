@@ -199,11 +199,12 @@ def analyze_session(
         analysis = analyze_recording(session.path, synchrony=synchrony)
         summary = session_summary(analysis)
     except DyadsyncError as exc:
-        return SessionResult(session=session, error=str(exc))
+        return SessionResult(session=session, error=_without_folder(str(exc), session.path))
     # Anything else is a bug, but one file's bug must not cost the cohort its other
     # sessions: the row names the exception.
     except Exception as exc:
-        return SessionResult(session=session, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        return SessionResult(session=session, error=_without_folder(error, session.path))
     pipeline = analysis.pipeline
     settings = ControlSettings(
         grid_hz=pipeline.grid_hz,
@@ -362,6 +363,12 @@ def task_runner(scheduler: str = "local", *, n_workers: int = DEFAULT_WORKERS) -
             f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one "
             "(`dask scheduler`) or leave --scheduler out for a local cluster"
         ) from None
+
+
+def _without_folder(message: str, path: Path) -> str:
+    # The cohort files name recordings by file name only, like the session summary: a
+    # folder can name a person or a site, and differs between a laptop and the cluster.
+    return message.replace(str(path), path.name)
 
 
 def run_sessions(
@@ -792,7 +799,7 @@ def _markdown(document: Mapping[str, Any]) -> str:
     ]
     if document["failed"]:
         lines += ["## Sessions not analysed", ""]
-        lines += [f"- `{f['file']}`: {f['error']}" for f in document["failed"]]
+        lines += [f"- session `{f['session_id']}`: {f['error']}" for f in document["failed"]]
         lines.append("")
     lines += [
         "## Pseudo-dyad control",

@@ -180,6 +180,7 @@ def test_a_row_per_session_and_an_error_row(serial: Cohort, tmp_path: Path) -> N
     assert ids == ["corrupt", "nk0", "nk1", "nk2", "nk3", "real"]  # file names, sorted
     corrupt = serial.results[0]
     assert not corrupt.ok and "not a readable XDF recording" in corrupt.error
+    assert corrupt.error.startswith("corrupt.xdf: ")  # the file's name, never its folder
     assert all(r.ok and r.summary is not None for r in serial.results[1:])
     write_cohort(serial, tmp_path)
     with (tmp_path / "cohort.csv").open() as file:
