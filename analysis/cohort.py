@@ -103,7 +103,8 @@ def cohort_sessions(source: str | Path) -> tuple[CohortSession, ...]:
     """The sessions of ``source``: a folder (every ``*.xdf`` in it, by name) or a session
     store file (every catalogued session, oldest first). Raises :class:`ConfigError` for a
     folder without recordings, :class:`~server.store.StoreError` for an unreadable store."""
-    source = Path(source).expanduser()
+    # Absolute: a remote worker resolves a relative path against its own directory.
+    source = Path(source).expanduser().absolute()
     if source.is_dir():
         files = sorted(source.glob("*.xdf"))
         if not files:
