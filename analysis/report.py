@@ -60,7 +60,7 @@ OVERVIEW_HEIGHT_PX = 150
 # therapist/client colours).
 NO_LEADER = "none"
 ENTRY_COLORS = {**ROLE_COLORS, NO_LEADER: THRESHOLD_COLOR}
-MARKER_COLOR = "#D55E00"  # Okabe-Ito vermillion: the dashboard's "bad" colour, unused here
+MARKER_COLOR = "#D55E00"  # Okabe-Ito vermillion, as the dashboard flags what needs a look
 COMMENT_COLOR = "#56B4E9"  # Okabe-Ito sky blue
 
 CSS = """

@@ -38,6 +38,7 @@ from analysis.tables import (
 from dsp.types import Role
 from server.recorder import LEADER_CODES, STATE_CODES, SYNC_CHANNELS
 from server.store import SessionStore
+from streamer.xdf_writer import XdfWriter
 from tests.paths import testdata
 from tests.recordings import neurokit_person, real_person, write_dyad_recording
 
@@ -315,6 +316,52 @@ def test_an_e4_pair_is_analysed_from_a_recording_kept_in_the_output(tmp_path: Pa
     assert analyze(out / "e4_dyad.xdf", "--out", tmp_path / "again", "--quiet") == 0
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["signals"] == summary["signals"]
+
+
+def test_another_tools_xdf_is_analysed_with_a_session_mapping_its_streams(
+    tmp_path: Path,
+) -> None:
+    """A LabRecorder-style file (plain one-channel streams, no dyadsync desc) needs the
+    session TOML; with it, its ECG and EDA give the same tables as our own files."""
+    people = {
+        Role.THERAPIST: neurokit_person(duration_s=90.0, seed=21),
+        Role.CLIENT: neurokit_person(duration_s=90.0, seed=22),
+    }
+    path = tmp_path / "labrecorder.xdf"
+    with XdfWriter.open(path) as writer:
+        for role, person in people.items():
+            for kind, rate, values in (
+                ("ECG", person.ecg_rate_hz, person.ecg_mv),
+                ("EDA", person.eda_rate_hz, person.eda_us),
+            ):
+                stream = writer.add_stream(
+                    name=f"amp {kind}",
+                    type=kind,
+                    channel_count=1,
+                    nominal_srate=rate,
+                    channel_format="float32",
+                    source_id=f"amp-{role.value}-{kind}",
+                )
+                writer.push(stream, 2000.0 + np.arange(values.shape[0]) / rate, values)
+        writer.tick(2090.0)  # fmt: skip
+    session = tmp_path / "session.toml"
+    session.write_text(
+        '[session]\nroom = "lab"\nsignals = ["ecg", "eda"]\n'
+        + "".join(
+            f'[{role.value}.{kind.lower()}]\ndevice = "generic"\nsource_id = '
+            f'"amp-{role.value}-{kind}"\n'
+            for role in Role
+            for kind in ("ECG", "EDA")
+        ),
+        encoding="utf-8",
+    )
+    assert analyze(path, "--out", tmp_path / "without", "--quiet") == 1  # no roles known
+    assert analyze(path, "--out", tmp_path / "out", "--session", session, "--quiet") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["session"]["room"] == "lab"
+    for signal in SYNC_SIGNALS:
+        table = rows(tmp_path / "out" / f"sync_{signal}.csv")
+        assert sum(r["estimate"] == "1" for r in table) > 30
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _coregulation() -> CoregulationSummary:
 
 
 def _summary() -> dict[str, Any]:
-    episodes = [
+    episodes: list[dict[str, Any]] = [
         {"signal": "hr", "event": "start", "state": "coupled", "leader": "therapist",
          "onset_s": 105.5, "t": 106.0},
         {"signal": "hr", "event": "end", "state": "coupled", "leader": None, "onset_s": 107.5,
