@@ -17,8 +17,9 @@ sessions' own window, lag, step and z cap: the mean over complete windows of the
 Fisher z over lags (the live engine's ``peak_z``; a window touching an invalid sample has no
 estimate, as live). Reported per signal: means, Cohen's d and a one-sided permutation p.
 
-Results depend only on the inputs and the seed, never on the scheduler: tasks return data
-(no side effects), results are put back in input order, and the control runs in the calling
+Results depend only on the inputs and the seed, never on the scheduler: tasks (the
+sessions, then the pseudo-dyad pairs, one task per therapist) return data and have no side
+effects, results are put back in input order, and the permutation test runs in the calling
 process. ``scheduler="serial"``, a local cluster and a remote one give identical output.
 """
 
@@ -38,6 +39,8 @@ from dsp.exceptions import ConfigError, DyadsyncError
 from dsp.pipeline import Derived
 from dsp.types import FloatArray, Role
 from dsp.xcorr import windowed_cross_correlation
+
+R = TypeVar("R")  # what a task returns
 
 __all__ = [
     "DEFAULT_PERMUTATIONS",
@@ -63,8 +66,8 @@ __all__ = [
     "write_cohort",
 ]
 
-#: 9999 label shuffles resolve p = 1e-4 and take well under a second for 40 sessions
-#: (1600 pairs per signal).
+#: 9999 label shuffles resolve p = 1e-4 and take about 0.3 s for 40 sessions (1600 pairs
+#: per signal).
 DEFAULT_PERMUTATIONS: Final = 9999
 #: Small on purpose: a laptop, or a machine shared with others (one thread per worker
 #: because one session's replay is single-threaded Python).
@@ -74,7 +77,6 @@ SCHEDULER_TIMEOUT_S: Final = 30.0
 
 CONTROL_STATISTIC: Final = "mean peak Fisher z over lags, complete windows"
 EFFECT_SIZE: Final = "Cohen's d: (mean real - mean pseudo) / pooled SD"
-R = TypeVar("R")
 
 # The files write_cohort makes, in the order it writes them.
 OUTPUT_FILES: Final = ("cohort.csv", "cohort_pairs.csv", "cohort.json", "cohort.md")
@@ -112,6 +114,11 @@ def cohort_sessions(source: str | Path) -> tuple[CohortSession, ...]:
         return tuple(CohortSession(path.stem, path) for path in files)
     if not source.exists():
         raise ConfigError(f"{source} does not exist; give a folder of .xdf files or a store")
+    if source.suffix.lower() == ".xdf":
+        raise ConfigError(
+            f"{source} is one recording; give the folder that holds the cohort's recordings "
+            "(`dyadsync analyze` analyses one session)"
+        )
     from server.store import SessionStore
 
     with SessionStore(source, create=False) as store:

@@ -353,3 +353,8 @@ def test_a_session_store_as_source_gives_rooms(cohorts: Cohorts, tmp_path: Path)
 def test_a_scheduler_that_is_not_an_address_is_refused() -> None:
     with pytest.raises(ConfigError, match="'serial', 'local' or a scheduler address"):
         task_runner("localhost:8786")
+
+
+def test_a_recording_is_not_a_cohort(cohorts: Cohorts) -> None:
+    with pytest.raises(ConfigError, match="is one recording; give the folder"):
+        cohort_sessions(cohorts.coupled / "follow0.xdf")
