@@ -170,40 +170,33 @@ class _Predecoded:
         self.per_sample = 0
         # Per stream, in file order, what on_chunk hands pyxdf for each Samples chunk.
         self._queues: dict[int, deque[_Decoded]] = {sid: deque() for sid in scan.streams}
-        # pyxdf's state for deduced stamps (last stamp, starting at 0.0); None once a chunk
-        # left to pyxdf has moved it to a value we did not compute.
-        previous_s: dict[int, float | None] = dict.fromkeys(scan.streams, 0.0)
+        decoders = {
+            stream_id: _NumericDecoder(stream)
+            for stream_id, stream in scan.streams.items()
+            if stream.channel_format in fmt.NUMERIC_FORMATS
+            and (selected is None or stream_id in selected)
+        }
         view = memoryview(data)
         parts: list[bytes | memoryview] = [view[: len(fmt.MAGIC)]]
         for chunk in scan.chunks:
-            stream_id = chunk.stream_id
             original = view[chunk.offset : chunk.end]
+            stream_id = chunk.stream_id
             if chunk.tag != fmt.Tag.SAMPLES or stream_id is None:
                 parts.append(original)
                 continue
-            stream = scan.streams[stream_id]
-            numeric = stream.channel_format in fmt.NUMERIC_FORMATS
-            wanted = selected is None or stream_id in selected
+            decoder = decoders.get(stream_id)
             result = None
-            if enabled and numeric and wanted:
-                result = _decode_numeric(view, chunk, stream, previous_s[stream_id])
-            self._queues[stream_id].append(result)
-            if result is None:
-                parts.append(original)
-                if numeric and wanted:
+            if decoder is not None:
+                result = decoder.decode(view, chunk, enabled=enabled)
+                if result is None:
                     self.per_sample += 1
-                    previous_s[stream_id] = None
-                continue
-            stamps, values = result
-            self.vectorised += 1
-            previous_s[stream_id] = float(stamps[-1])
-            parts.append(
-                fmt.numeric_samples_chunk(
-                    stream_id=stream_id,
-                    timestamps=stamps[-1:],
-                    values=np.zeros((1, stream.channel_count), dtype=values.dtype),
-                )
-            )
+                else:
+                    self.vectorised += 1
+            self._queues[stream_id].append(result)
+            if result is None or decoder is None:
+                parts.append(original)
+            else:
+                parts.append(decoder.stand_in(last_stamp_s=float(result[0][-1])))
         self.file_for_pyxdf = b"".join(parts)
 
     def swap_in(
@@ -231,41 +224,63 @@ class _Predecoded:
             )
 
 
-def _decode_numeric(
-    view: memoryview, chunk: fmt.ChunkSpan, stream: fmt.ScannedStream, previous_s: float | None
-) -> _Decoded:
-    """A numeric Samples chunk as pyxdf decodes it, or None if its stride is not constant
-    (stamped and deduced samples mixed), it is empty, or its deduced stamps depend on a
-    chunk pyxdf decodes (``previous_s`` None)."""
-    # chunk = [width][length][tag: 2][stream id: 4][count varlen][samples]
-    pos = chunk.offset + 1 + view[chunk.offset] + 2 + 4
-    count_width = view[pos]
-    count = int.from_bytes(view[pos + 1 : pos + 1 + count_width], "little")
-    pos += 1 + count_width
-    payload = chunk.end - pos
-    value_dtype = fmt.NUMERIC_FORMATS[stream.channel_format]
-    value_field = ("values", value_dtype, (stream.channel_count,))
-    stamped = np.dtype([("stamp_bytes", "u1"), ("stamp", "<f8"), value_field])
-    deduced = np.dtype([("stamp_bytes", "u1"), value_field])
-    if count == 0:
-        return None
-    if payload == count * stamped.itemsize:
-        records = np.frombuffer(view, dtype=stamped, count=count, offset=pos)
-        if not (records["stamp_bytes"] == 8).all():
+class _NumericDecoder:
+    """One numeric stream's Samples chunks decoded as pyxdf decodes them, in file order."""
+
+    __slots__ = ("_deduced", "_native", "_previous_s", "_stamped", "_step_s", "_stream")
+
+    def __init__(self, stream: fmt.ScannedStream) -> None:
+        self._stream = stream
+        value_dtype = fmt.NUMERIC_FORMATS[stream.channel_format]
+        value_field = ("values", value_dtype, (stream.channel_count,))
+        self._stamped = np.dtype([("stamp_bytes", "u1"), ("stamp", "<f8"), value_field])
+        self._deduced = np.dtype([("stamp_bytes", "u1"), value_field])
+        self._native = value_dtype.newbyteorder("=")  # pyxdf's arrays; the file's are LE
+        # pyxdf's nominal interval and its state for deduced stamps (the last stamp, 0.0
+        # at first); None once a chunk left to pyxdf moved it to a value not computed here.
+        self._step_s = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        self._previous_s: float | None = 0.0
+
+    def decode(self, view: memoryview, chunk: fmt.ChunkSpan, *, enabled: bool) -> _Decoded:
+        """The chunk's (stamps, values), or None if pyxdf must decode it: ``enabled`` is
+        False, the chunk is empty, its stride is not constant (stamped and deduced samples
+        mixed), or its deduced stamps continue from a chunk pyxdf decodes."""
+        decoded = self._decode(view, chunk) if enabled else None
+        self._previous_s = None if decoded is None else float(decoded[0][-1])
+        return decoded
+
+    def _decode(self, view: memoryview, chunk: fmt.ChunkSpan) -> _Decoded:
+        # chunk = [width][length][tag: 2][stream id: 4][count varlen][samples]
+        pos = chunk.offset + 1 + view[chunk.offset] + 2 + 4
+        count_width = view[pos]
+        count = int.from_bytes(view[pos + 1 : pos + 1 + count_width], "little")
+        pos += 1 + count_width
+        payload = chunk.end - pos
+        if count == 0:
             return None
-        stamps = records["stamp"].astype(np.float64)  # a copy: the file's bytes can go
-    elif payload == count * deduced.itemsize and previous_s is not None:
-        records = np.frombuffer(view, dtype=deduced, count=count, offset=pos)
-        if (records["stamp_bytes"] != 0).any():
+        if payload == count * self._stamped.itemsize:
+            records = np.frombuffer(view, dtype=self._stamped, count=count, offset=pos)
+            if not (records["stamp_bytes"] == 8).all():
+                return None
+            stamps = records["stamp"].astype(np.float64)  # a copy: the file's bytes can go
+        elif payload == count * self._deduced.itemsize and self._previous_s is not None:
+            records = np.frombuffer(view, dtype=self._deduced, count=count, offset=pos)
+            if (records["stamp_bytes"] != 0).any():
+                return None
+            # pyxdf adds the interval sample after sample; a running sum (not
+            # previous + k * interval) rounds the same way.
+            steps = np.full(count + 1, self._step_s)
+            steps[0] = self._previous_s
+            stamps = np.add.accumulate(steps)[1:]
+        else:
             return None
-        step_s = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
-        # pyxdf adds the step sample after sample; a running sum (not previous + k * step)
-        # rounds the same way.
-        steps = np.full(count + 1, step_s)
-        steps[0] = previous_s
-        stamps = np.add.accumulate(steps)[1:]
-    else:
-        return None
-    # pyxdf's arrays are native-endian; the file's are little-endian.
-    values = records["values"].astype(value_dtype.newbyteorder("="))
-    return stamps, values
+        return stamps, records["values"].astype(self._native)
+
+    def stand_in(self, *, last_stamp_s: float) -> bytes:
+        """The one-sample chunk pyxdf reads instead of a decoded one: its last stamp leaves
+        pyxdf's deduced-stamp state where the whole chunk would have."""
+        return fmt.numeric_samples_chunk(
+            stream_id=self._stream.stream_id,
+            timestamps=np.array([last_stamp_s]),
+            values=np.zeros((1, self._stream.channel_count), dtype=self._native),
+        )
