@@ -749,7 +749,7 @@ def _cohort_document(
         values = np.array(
             [row[column] for row in analysed if _is_number(row.get(column))], dtype=float
         )
-        if column != "error" and values.size:
+        if values.size:
             aggregates[column] = {
                 "n": int(values.size),
                 "mean": float(values.mean()),
