@@ -217,7 +217,41 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     outputs.add_argument("--mqtt-topic-prefix", default="dyadsync/v1", help="topic prefix")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Offline commands, each defined by its own module (``add_parser``/``run``). Those load
+# numpy and pyxdf when imported, so a module is imported only when its command is the one
+# asked for; otherwise the command is listed by name and help only.
+OFFLINE_COMMANDS = {
+    "analyze": ("analysis.analyze_cli", "analyse a recording: CSV tables, summary, HTML report"),
+    "export-bids": ("analysis.bids_cli", "write a recording as a BIDS dataset"),
+    "cohort": ("analysis.cohort_cli", "analyse many sessions on Dask, with pseudo-dyads"),
+}
+
+
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _add_offline_commands(
+    commands: argparse._SubParsersAction, argv: Sequence[str]
+) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Register :data:`OFFLINE_COMMANDS`; the one asked for fully (its runner returned)."""
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {}
+    asked = _requested_command(argv)
+    for name, (module_name, summary) in OFFLINE_COMMANDS.items():
+        if name == asked:
+            module = importlib.import_module(module_name)
+            module.add_parser(commands)
+            runners[name] = module.run
+        else:
+            commands.add_parser(name, help=summary)
+    return runners
+
+
+def build_parser(
+    argv: Sequence[str] = (),
+) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    """The parser, and the runners of the offline command named in ``argv`` (if any)."""
     parser = argparse.ArgumentParser(
         prog="dyadsync",
         description="Live interpersonal physiological synchrony (ECG/EDA) over LSL.",
@@ -357,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --remove: delete its recording file too",
     )
     _add_store_option(sessions)
-    return parser
+    return parser, _add_offline_commands(commands, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,8 +413,9 @@ def _main(argv: Sequence[str] | None) -> int:
     from dsp.exceptions import ConfigError, DyadsyncError
     from server.errors import ServeError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser, offline = build_parser(words)
+    args = parser.parse_args(words)
     if args.command == "run" and not args.sessions:
         parser.error("run: the SESSION argument is required (--example-session prints one)")
     # Must happen before pylsl loads liblsl (the subcommands import it lazily).
@@ -397,6 +432,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "replay": _replay,
         "repair": _repair,
         "sessions": _sessions,
+        **offline,
     }
     try:
         return commands[args.command](args)
