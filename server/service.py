@@ -56,6 +56,14 @@ class FrameSource(Protocol):
 
 
 @runtime_checkable
+class DataWakeup(Protocol):
+    """A source that can say when data arrived (``streamer.inlet.SensorInlet``), so the
+    service reacts to data instead of waiting for its next poll."""
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None: ...
+
+
+@runtime_checkable
 class RawCapture(Protocol):
     """A source whose raw samples can be recorded (``streamer.inlet.SensorInlet``)."""
 
@@ -68,7 +76,9 @@ class RawCapture(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceConfig:
-    """Loop timing. 50 ms polling keeps added latency well under the DSP's own delays."""
+    """Loop timing. The loop runs when a source says data arrived (:class:`DataWakeup`),
+    and at the latest every ``poll_interval_s`` (liveness, stall detection, sources that
+    cannot say)."""
 
     poll_interval_s: float = 0.05
     physio_batch_s: float = 0.5
@@ -140,6 +150,7 @@ class SessionService:
         self._mode = mode
         self._config = config or ServiceConfig()
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # set by data arriving, and by a stop request
         self._stats: dict[str, StreamStats] = {
             stream_key(s.role, s.signal): StreamStats() for s in self._sources
         }
@@ -171,6 +182,7 @@ class SessionService:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     async def run(
         self, *, duration_s: float | None = None, until: Callable[[], bool] | None = None
@@ -178,6 +190,7 @@ class SessionService:
         """Process until ``duration_s`` elapses, ``until()`` is true (a replay that has
         played everything) or :meth:`request_stop` is called."""
         self._start_recording()
+        self._wake_on_data(asyncio.get_running_loop())
         start = time.monotonic()
         last_flush = last_health = start
         try:
@@ -187,6 +200,7 @@ class SessionService:
                     break
                 if until is not None and until():
                     break
+                self._wake.clear()  # before stepping: data arriving meanwhile wakes us again
                 self.step()
                 if now - last_flush >= self._config.physio_batch_s:
                     self._flush_physio()
@@ -194,10 +208,13 @@ class SessionService:
                 if now - last_health >= self._config.health_interval_s:
                     self._send(self._health())
                     last_health = now
-                # Timing out is the normal case: the poll interval elapsed.
+                # Timing out is normal too: the poll interval elapsed without data.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._config.poll_interval_s)
+                    await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_s)
         finally:
+            for source in self._sources:
+                if isinstance(source, DataWakeup):
+                    source.set_wakeup(None)
             self.step()
             # End of the session: whatever the aligner still holds is final now.
             self._publish(self._pipeline.flush())
@@ -207,6 +224,15 @@ class SessionService:
                 source.close()
         recording = self._recorder.close() if self._recorder is not None else None
         return dataclasses.replace(self.summary(), recording=recording)
+
+    def _wake_on_data(self, loop: asyncio.AbstractEventLoop) -> None:
+        def wake() -> None:  # on an acquisition thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake.set)
+
+        for source in self._sources:
+            if isinstance(source, DataWakeup):
+                source.set_wakeup(wake)
 
     def _start_recording(self) -> None:
         if self._recorder is None:

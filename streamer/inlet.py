@@ -226,6 +226,7 @@ class _Acquisition:
         "expected_rate_hz",
         "last_problem",
         "last_pull_s",
+        "wakeup",
     )
 
     def __init__(
@@ -252,6 +253,9 @@ class _Acquisition:
         # as a stall while the puller was really listening: a process starved of CPU
         # (or of the GIL) pulls nothing from any stream, and that is not the sensors' fault.
         self.last_pull_s = -math.inf
+        # Called (from the puller thread) after each message is handed over, so a
+        # consumer can react to data instead of polling (see SensorInlet.set_wakeup).
+        self.wakeup: Callable[[], None] | None = None
         label = f"dyadsync-inlet-{sensor.role.value}-{sensor.signal.value}"
         self._threads = (
             threading.Thread(target=self._watch, name=f"{label}-watch", daemon=True),
@@ -332,9 +336,12 @@ class _Acquisition:
         while not self._stop.is_set():
             try:
                 self._outbox.put(message, timeout=0.1)
-                return
             except queue.Full:
                 continue
+            wakeup = self.wakeup
+            if wakeup is not None:
+                wakeup()
+            return
 
     def _report_once(self, key: str, detail: str) -> None:
         if key not in self._reported:
@@ -467,7 +474,8 @@ class _Acquisition:
 class SensorInlet:
     """One person's ECG or EDA stream: resolves, connects, reconnects, corrects clocks.
 
-    Construct it, call :meth:`poll` regularly (every ~50 ms) and :meth:`close` at the end.
+    Construct it, call :meth:`poll` regularly (every ~50 ms, or when the callback given
+    to :meth:`set_wakeup` says data arrived) and :meth:`close` at the end.
     ``source_id`` (exact) or ``name_pattern`` (glob) selects the stream; with neither, any
     stream of ``device`` whose ``desc/dyadsync/role`` is not another role's is accepted.
     ``clock`` is injected so tests and replay can control time (default
@@ -585,6 +593,12 @@ class SensorInlet:
             return []
         chunks, self._raw = self._raw, []
         return chunks
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        """``callback`` is called from the acquisition thread whenever something arrived
+        for :meth:`poll` (a chunk, a connection change); it must be thread-safe and quick
+        (e.g. ``loop.call_soon_threadsafe(event.set)``)."""
+        self._acq.wakeup = callback
 
     def poll(self) -> tuple[list[Frame], list[StatusEvent]]:
         """Frames and status events since the last call; never blocks."""
