@@ -317,6 +317,9 @@ class WebsocketEndpoint:
             origins=origins,  # type: ignore[arg-type]
             max_size=MAX_CLIENT_MESSAGE_BYTES,
             ssl=self._ssl,
+            # permessage-deflate would compress every message once per client, undoing
+            # the one shared encoding; the messages are small and the links local.
+            compression=None,
         )
 
     async def stop(self) -> None:
