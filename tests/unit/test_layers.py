@@ -2,8 +2,8 @@
 product, not its tests.
 
 ``dsp`` <- ``streamer`` <- ``server`` <- ``dashboard`` <- ``analysis`` <- ``dyadsync``
-(the command line and the wiring). Every import counts, also those inside functions (the lazy imports that
-keep ``dyadsync --help`` fast), so a cycle cannot hide in one.
+(the command line and the wiring). Every import counts, also those inside functions
+(the lazy imports that keep ``dyadsync --help`` fast), so a cycle cannot hide in one.
 """
 
 from __future__ import annotations
