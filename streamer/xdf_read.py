@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,8 @@ def load_recording(
     )
 
 
+_STAMP = struct.Struct("<d")
+
 # (time stamps, values) of one chunk as pyxdf's _read_chunk3 returns them; None = pyxdf's own.
 _Decoded = tuple[npt.NDArray[np.float64], npt.NDArray[Any]] | None
 
@@ -227,10 +230,17 @@ class _Predecoded:
 class _NumericDecoder:
     """One numeric stream's Samples chunks decoded as pyxdf decodes them, in file order."""
 
-    __slots__ = ("_deduced", "_native", "_previous_s", "_stamped", "_step_s", "_stream")
+    __slots__ = (
+        "_deduced",
+        "_native",
+        "_previous_s",
+        "_stamped",
+        "_stand_in_after",
+        "_stand_in_before",
+        "_step_s",
+    )
 
     def __init__(self, stream: fmt.ScannedStream) -> None:
-        self._stream = stream
         value_dtype = fmt.NUMERIC_FORMATS[stream.channel_format]
         value_field = ("values", value_dtype, (stream.channel_count,))
         self._stamped = np.dtype([("stamp_bytes", "u1"), ("stamp", "<f8"), value_field])
@@ -240,6 +250,16 @@ class _NumericDecoder:
         # at first); None once a chunk left to pyxdf moved it to a value not computed here.
         self._step_s = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
         self._previous_s: float | None = 0.0
+        # The stand-in chunk around its one time stamp (8 bytes before the zero values),
+        # encoded once: a chunk per 0.5 s per stream makes per-chunk encoding add up.
+        template = fmt.numeric_samples_chunk(
+            stream_id=stream.stream_id,
+            timestamps=np.zeros(1),
+            values=np.zeros((1, stream.channel_count), dtype=value_dtype),
+        )
+        stamp_at = len(template) - value_dtype.itemsize * stream.channel_count - _STAMP.size
+        self._stand_in_before = template[:stamp_at]
+        self._stand_in_after = template[stamp_at + _STAMP.size :]
 
     def decode(self, view: memoryview, chunk: fmt.ChunkSpan, *, enabled: bool) -> _Decoded:
         """The chunk's (stamps, values), or None if pyxdf must decode it: ``enabled`` is
@@ -279,8 +299,4 @@ class _NumericDecoder:
     def stand_in(self, *, last_stamp_s: float) -> bytes:
         """The one-sample chunk pyxdf reads instead of a decoded one: its last stamp leaves
         pyxdf's deduced-stamp state where the whole chunk would have."""
-        return fmt.numeric_samples_chunk(
-            stream_id=self._stream.stream_id,
-            timestamps=np.array([last_stamp_s]),
-            values=np.zeros((1, self._stream.channel_count), dtype=self._native),
-        )
+        return self._stand_in_before + _STAMP.pack(last_stamp_s) + self._stand_in_after

@@ -236,6 +236,7 @@ def test_deduced_stamps_are_summed_as_pyxdf_sums_them(tmp_path: Path) -> None:
         _deduced(50, 0),  # from pyxdf's initial 0.0: vectorised
         [(12.25 + k / 300, [float(k), 0.0]) for k in range(40)],  # all stamped: vectorised
         _deduced(700, 40),  # continues from the last stamp: vectorised
+        [*_deduced(3, 0), (25.0, [0.0, 0.0])],  # mixed, from the stand-in's stamp: pyxdf
         [(20.0, [1.0, 2.0]), *_deduced(30, 0)],  # mixed: pyxdf's loop
         _deduced(20, 0),  # continues from a stamp pyxdf computed: pyxdf's loop
         [(30.0 + k / 300, [0.0, 0.0]) for k in range(10)],  # stamped again: vectorised
@@ -253,4 +254,4 @@ def test_deduced_stamps_are_summed_as_pyxdf_sums_them(tmp_path: Path) -> None:
     path.write_bytes(data)
     for options in OPTIONS:
         recording = _assert_as_pyxdf(path, **options)
-        assert (recording.numeric_chunks_vectorised, recording.numeric_chunks_per_sample) == (5, 2)
+        assert (recording.numeric_chunks_vectorised, recording.numeric_chunks_per_sample) == (5, 3)
