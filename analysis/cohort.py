@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -345,6 +346,9 @@ def task_runner(scheduler: str = "local", *, n_workers: int = DEFAULT_WORKERS) -
         return TaskRunner()
     from distributed import Client, LocalCluster
 
+    # distributed sets its loggers to INFO when imported; follow the application's level
+    # instead (the command line's -v), so a cohort run prints its results, not the cluster's.
+    logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())
     if scheduler == "local":
         if not (isinstance(n_workers, int) and n_workers >= 1):
             raise ConfigError(f"n_workers must be an integer >= 1, got {n_workers!r}")
