@@ -52,6 +52,26 @@ def neurokit_person(*, duration_s: float, seed: int, heart_rate_bpm: float = 70.
     return Person(256.0, np.asarray(ecg, float), 32.0, np.asarray(eda, float) + 2.0)
 
 
+def follower_dyad(*, duration_s: float, seed: int, delay_s: float = 2.0) -> dict[Role, Person]:
+    """A truly coupled dyad: the client is the therapist's own NeuroKit2 signals
+    ``delay_s`` later (the client follows), plus independent sensor noise."""
+    source = neurokit_person(duration_s=duration_s + delay_s, seed=seed)
+    rng = np.random.default_rng(seed)
+    ecg_shift = int(delay_s * source.ecg_rate_hz)
+    eda_shift = int(delay_s * source.eda_rate_hz)
+    therapist = Person(
+        source.ecg_rate_hz, source.ecg_mv[ecg_shift:], source.eda_rate_hz, source.eda_us[eda_shift:]
+    )
+    ecg, eda = source.ecg_mv[:-ecg_shift], source.eda_us[:-eda_shift]
+    client = Person(
+        source.ecg_rate_hz,
+        ecg + rng.normal(0.0, 0.03, ecg.shape),
+        source.eda_rate_hz,
+        eda + rng.normal(0.0, 0.003, eda.shape),
+    )
+    return {Role.THERAPIST: therapist, Role.CLIENT: client}
+
+
 def real_person(name: str, *, duration_s: float) -> Person:
     """A real person's ECG and EDA (100 Hz) from ``biosignals/<name>.csv``, cut to
     ``duration_s`` (at most the recording's length)."""

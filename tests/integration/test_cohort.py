@@ -47,7 +47,7 @@ from dsp.exceptions import ConfigError
 from dsp.pipeline import Derived
 from dsp.types import FloatArray, Role
 from server.store import SessionStore, sha256_file
-from tests.recordings import Person, neurokit_person, real_person, write_dyad_recording
+from tests.recordings import follower_dyad, neurokit_person, real_person, write_dyad_recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -61,26 +61,6 @@ SIGNALS = (Derived.HR, Derived.PHASIC)
 class Cohorts:
     independent: Path
     coupled: Path
-
-
-def _follower(seed: int) -> dict[Role, Person]:
-    """A dyad whose client is the therapist delayed by CLIENT_DELAY_S, plus noise."""
-    source = neurokit_person(duration_s=DURATION_S + CLIENT_DELAY_S, seed=seed)
-    rng = np.random.default_rng(seed)
-    ecg_shift = int(CLIENT_DELAY_S * source.ecg_rate_hz)
-    eda_shift = int(CLIENT_DELAY_S * source.eda_rate_hz)
-    therapist = Person(
-        source.ecg_rate_hz, source.ecg_mv[ecg_shift:], source.eda_rate_hz, source.eda_us[eda_shift:]
-    )
-    ecg = source.ecg_mv[:-ecg_shift]
-    eda = source.eda_us[:-eda_shift]
-    client = Person(
-        source.ecg_rate_hz,
-        ecg + rng.normal(0.0, 0.03, ecg.shape),
-        source.eda_rate_hz,
-        eda + rng.normal(0.0, 0.003, eda.shape),
-    )
-    return {Role.THERAPIST: therapist, Role.CLIENT: client}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +89,10 @@ def cohorts(tmp_path_factory: pytest.TempPathFactory) -> Cohorts:
     # Magic bytes, then garbage: a file that looks like XDF but cannot be read.
     (independent / "corrupt.xdf").write_bytes(b"XDF:" + np.random.default_rng(0).bytes(4000))
     for i in range(5):
-        write_dyad_recording(coupled / f"follow{i}.xdf", _follower(30 + i))
+        write_dyad_recording(
+            coupled / f"follow{i}.xdf",
+            follower_dyad(duration_s=DURATION_S, seed=30 + i, delay_s=CLIENT_DELAY_S),
+        )
     return Cohorts(independent=independent, coupled=coupled)
 
 
