@@ -10,8 +10,8 @@ is either the readable part with the damage reported, or a
 are linear in the file size.
 
 Why some decoding is our own code: pyxdf 1.17 decodes numeric Samples chunks one sample
-at a time in Python (about 2.5 us a sample, 5 s for a 60-minute dyad), half of an
-offline analysis. A chunk in which every sample carries its time stamp (all of ours:
+at a time in Python (about 2.5 us a sample: 4 s of a 60-minute dyad's 14 s offline
+analysis, bench/offline.py). A chunk in which every sample carries its time stamp (all of ours:
 :func:`~streamer.xdf_format.numeric_samples_chunk`), or none does, has a constant
 per-sample stride, so one structured ``np.frombuffer`` decodes it. Only that decoding is
 replaced; pyxdf still reads every file and does everything else (headers, footers,
