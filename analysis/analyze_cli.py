@@ -14,12 +14,12 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from dsp.exceptions import ConfigError, DyadsyncError
+from analysis.reanalysis import add_reanalysis_options, synchrony_overrides
+from dsp.exceptions import ConfigError
 
 __all__ = ["E4_RECORDING_FILE", "REPORT_FILE", "SUMMARY_FILE", "add_parser", "run"]
 
@@ -44,10 +44,13 @@ exit status: 0 analysed; 1 the recording or session store cannot be read;
 """
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction, *, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
     """Add ``analyze`` to the ``dyadsync`` subcommands."""
     parser = commands.add_parser(
         "analyze",
+        parents=list(parents),
         help="analyse a recording offline: CSV tables, summary.json, self-contained report",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -76,44 +79,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="session store with this session's markers, ratings and comments "
         "(default: $DYADSYNC_STORE or ~/.local/share/dyadsync/sessions.sqlite3)",
     )
-    settings = parser.add_argument_group(
-        "re-analysis", "replace the recording's synchrony settings (default: as recorded)"
-    )
-    settings.add_argument("--window-s", type=float, help="synchrony window (s)")
-    settings.add_argument("--lag-s", type=float, help="maximum lag either way (s)")
-    settings.add_argument("--step-s", type=float, help="update step (s)")
-    settings.add_argument(
-        "--surrogates", type=int, metavar="N", help="surrogate pairs in the chance null"
-    )
+    add_reanalysis_options(parser)
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar and no summary on stdout"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``analyze``; a :class:`ConfigError` is exit status 2, any other dyadsync error 1
-    (one line on stderr each)."""
-    try:
-        return _analyze(args)
-    except ConfigError as exc:
-        print(f"dyadsync: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except DyadsyncError as exc:
-        print(f"dyadsync: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def synchrony_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``[synchrony]`` settings the options replace (validated by the analysis)."""
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in (("window_s", args.window_s), ("lag_s", args.lag_s),
-                           ("step_s", args.step_s))
-        if value is not None
-    }  # fmt: skip
-    if args.surrogates is not None:
-        overrides["surrogates"] = {"n_surrogates": args.surrogates}
-    return overrides
+    """Run ``analyze``; errors are DyadsyncErrors (the command line turns a
+    :class:`ConfigError` into exit status 2, any other into 1, one line on stderr)."""
+    return _analyze(args)
 
 
 def _analyze(args: argparse.Namespace) -> int:

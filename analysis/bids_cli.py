@@ -40,10 +40,13 @@ _DESCRIPTION: Final = {
 _NON_PHYSICAL_UNITS: Final = frozenset({"adc", "scaled"})
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction, *, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
     """Add the ``export-bids`` subcommand to ``commands`` (dispatch with :func:`run`)."""
     parser = commands.add_parser(
         "export-bids",
+        parents=list(parents),
         help="write a recording's physiology, episodes and markers as a BIDS dataset",
         description="Write a recording's raw ECG/EDA (per person and signal), its episodes, "
         "markers and sensor status into a BIDS dataset, participants as codes, no dates. "

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from analysis.reanalysis import add_reanalysis_options, synchrony_overrides
 from dsp.exceptions import ConfigError
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction, *, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
     """Add the ``cohort`` subcommand to the ``dyadsync`` command line."""
     from analysis.cohort import DEFAULT_PERMUTATIONS, DEFAULT_WORKERS
 
     parser = commands.add_parser(
         "cohort",
+        parents=list(parents),
         help="analyse every session of a folder or session store on Dask, with a "
         "pseudo-dyad control",
         description="Analyse every recording of a folder (*.xdf) or of a session store "
@@ -54,22 +58,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the permutation test (default 0)"
     )
-    for option, what in (
-        ("--window-s", "window"),
-        ("--lag-s", "largest lag"),
-        ("--step-s", "step"),
-    ):
-        parser.add_argument(
-            option, type=float, default=None, help=f"re-analyse with this {what} in seconds"
-        )
+    add_reanalysis_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,  # do not reset a -v given before the subcommand
-        help="log progress to stderr",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,15 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    synchrony: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("window_s", args.window_s),
-            ("lag_s", args.lag_s),
-            ("step_s", args.step_s),
-        )
-        if value is not None
-    }
+    synchrony = synchrony_overrides(args)
     sessions = cohort_sessions(args.source)
     quiet = args.quiet or not sys.stderr.isatty()
     with tqdm(total=len(sessions), unit="session", disable=quiet, file=sys.stderr) as bar:

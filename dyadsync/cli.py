@@ -233,7 +233,10 @@ def _requested_command(argv: Sequence[str]) -> str | None:
 
 
 def _add_offline_commands(
-    commands: argparse._SubParsersAction, argv: Sequence[str]
+    commands: argparse._SubParsersAction,
+    argv: Sequence[str],
+    *,
+    parents: Sequence[argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Register :data:`OFFLINE_COMMANDS`; the one asked for fully (its runner returned)."""
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -241,10 +244,10 @@ def _add_offline_commands(
     for name, (module_name, summary) in OFFLINE_COMMANDS.items():
         if name == asked:
             module = importlib.import_module(module_name)
-            module.add_parser(commands)
+            module.add_parser(commands, parents=parents)
             runners[name] = module.run
         else:
-            commands.add_parser(name, help=summary)
+            commands.add_parser(name, help=summary, parents=list(parents))
     return runners
 
 
@@ -391,7 +394,7 @@ def build_parser(
         help="with --remove: delete its recording file too",
     )
     _add_store_option(sessions)
-    return parser, _add_offline_commands(commands, argv)
+    return parser, _add_offline_commands(commands, argv, parents=[verbosity])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

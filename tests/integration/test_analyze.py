@@ -6,7 +6,6 @@ progress bar only draws on a terminal."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -25,7 +24,6 @@ import numpy as np
 import pytest
 import pyxdf
 
-from analysis import analyze_cli
 from analysis.tables import (
     COMMENT_COLUMNS,
     EPISODE_COLUMNS,
@@ -36,6 +34,7 @@ from analysis.tables import (
     SYNC_COLUMNS,
 )
 from dsp.types import Role
+from dyadsync import cli
 from server.recorder import LEADER_CODES, STATE_CODES, SYNC_CHANNELS
 from server.store import SessionStore
 from streamer.xdf_writer import XdfWriter
@@ -56,10 +55,8 @@ ANNOTATION_COLUMNS = {
 
 
 def analyze(*argv: str | Path) -> int:
-    """``dyadsync analyze ARGV`` in this process, through the command's own parser."""
-    parser = argparse.ArgumentParser(prog="dyadsync")
-    analyze_cli.add_parser(parser.add_subparsers(dest="command"))
-    return analyze_cli.run(parser.parse_args(["analyze", *map(str, argv)]))
+    """``dyadsync analyze ARGV`` in this process, through the real command line."""
+    return cli.main(["analyze", *map(str, argv)])
 
 
 def rows(path: Path) -> list[dict[str, str]]:
