@@ -277,5 +277,6 @@ def test_a_silent_sensor_is_still_reported_while_the_process_is_busy(
         np.linalg.svd(rng.normal(size=(200, 200)))  # releases the GIL inside LAPACK
         watch.poll()
     found = watch.until(lambda: watch.first(StatusKind.STALLED) is not None, timeout_s=5)
-    assert found - paused_at <= 2.0
+    # The 2 s stall rule, plus the puller's wake-ups on a machine this loaded.
+    assert found - paused_at <= 2.5
     outlet.resume()
