@@ -33,6 +33,9 @@ from server.service import RunSummary, ServiceConfig
 from streamer.player import open_replay
 from streamer.session import SessionConfig
 
+# Replay chunk of an offline analysis (the live default is 0.1 s).
+OFFLINE_CHUNK_S = 5.0
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -146,7 +149,9 @@ def analyze_recording(
     advances (recording seconds). Raises :class:`~streamer.errors.RecordingError` for a
     file that cannot be read, :class:`~dsp.exceptions.ConfigError` for bad settings.
     """
-    replay = open_replay(path, session=session, speed=math.inf)
+    # Long chunks: offline there is no one to show a chunk to early, and the DSP gives the
+    # same output whatever the chunking (bench/offline.py checks it and times the choice).
+    replay = open_replay(path, session=session, speed=math.inf, chunk_s=OFFLINE_CHUNK_S)
     analysed = replay.session if not synchrony else with_synchrony(replay.session, synchrony)
     parts = assemble_session(
         analysed,
