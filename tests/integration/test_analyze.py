@@ -11,9 +11,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
-import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, datetime
@@ -38,12 +36,12 @@ from dyadsync import cli
 from server.recorder import LEADER_CODES, STATE_CODES, SYNC_CHANNELS
 from server.store import SessionStore
 from streamer.xdf_writer import XdfWriter
+from tests.integration.conftest import DemoRecording
 from tests.paths import testdata
 from tests.recordings import neurokit_person, real_person, write_dyad_recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
-DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
 DURATION_S = 150.0  # estimates after 35 s, the surrogate null after about 85 s
 SYNC_SIGNALS = ("hr", "phasic")
 PHYSIO_SIGNALS = ("hr", "scl", "phasic")
@@ -93,19 +91,12 @@ def neurokit_out(neurokit_recording: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_analysing_a_live_recording_gives_the_sync_values_published_live(
-    tmp_path: Path,
+    demo_recording: DemoRecording, tmp_path: Path
 ) -> None:
-    demo_s = 110.0  # long enough for the surrogate null, so p and state are compared too
-    demo = subprocess.run(
-        [DYADSYNC, "demo", "--no-browser", "--ws-port", "0", "--dashboard-port", "0",
-         "--record", str(tmp_path), "--duration", str(demo_s)],
-        capture_output=True, text=True, timeout=demo_s + 120,
-        env={**os.environ, "DYADSYNC_STORE": str(tmp_path / "store.sqlite3")},
-    )  # fmt: skip
-    assert demo.returncode == 0, demo.stderr
-    (recording,) = tmp_path.glob("demo_*.xdf")
+    # The recording is long enough for the surrogate null, so p and state are compared too.
+    recording = demo_recording.path
     out = tmp_path / "out"
-    assert analyze(recording, "--out", out, "--store", tmp_path / "store.sqlite3") == 0
+    assert analyze(recording, "--out", out, "--store", demo_recording.store) == 0
 
     streams, _ = pyxdf.load_xdf(str(recording), synchronize_clocks=False,
                                 dejitter_timestamps=False)  # fmt: skip

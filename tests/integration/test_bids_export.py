@@ -3,9 +3,9 @@ that the official validator (npm bids-validator 1.15.0, installed by scripts/ins
 passes, with the raw samples bit for bit, participants as codes, no names and no dates;
 a second session goes into the same dataset.
 
-Recordings: a real `dyadsync demo --record` run (its live episodes and status events;
-a scenario coupled from the start so an episode is detected within the run) and a dyad of
-real people's ECG+EDA (NeuroKit2's example recordings) in our format."""
+Recordings: the shared real `dyadsync demo --record` run (its live episodes and status
+events; the demo scenario's first episode is decided within the run) and a dyad of real
+people's ECG+EDA (NeuroKit2's example recordings) in our format."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ import gzip
 import io
 import json
 import math
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,31 +33,14 @@ from analysis.bids import BidsError, on_grid
 from dsp.exceptions import ConfigError
 from dsp.types import Role
 from streamer.xdf_writer import XdfWriter
+from tests.integration.conftest import DemoRecording
 from tests.recordings import real_person, write_dyad_recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / ".tools" / "node_modules" / ".bin" / "bids-validator"
-DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
-# The surrogate null needs about 85 s of data before the first episode can be decided.
-DEMO_S = 100.0
 REAL_PEOPLE = {Role.THERAPIST: "bio_resting_8min_100hz", Role.CLIENT: "bio_eventrelated_100hz"}
-COUPLED_SCENARIO = """\
-[scenario]
-duration_s = 300
-seed = 3
-ecg_rate_hz = 256
-eda_rate_hz = 32
-chunk_s = 0.1
-
-[[episode]]
-start_s = 0
-end_s = 300
-coupling = 0.9
-leader = "therapist"
-lag_s = 2.0
-"""
 
 
 @dataclass(frozen=True)
@@ -81,18 +62,11 @@ def _export(path: Path, out: Path, *options: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataset]:
+def dataset(
+    demo_recording: DemoRecording, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dataset]:
     directory = tmp_path_factory.mktemp("bids")
-    scenario = directory / "coupled.toml"
-    scenario.write_text(COUPLED_SCENARIO)
-    demo = subprocess.run(
-        [DYADSYNC, "demo", "--scenario", str(scenario), "--no-browser", "--ws-port", "0",
-         "--dashboard-port", "0", "--record", str(directory), "--duration", str(DEMO_S)],
-        capture_output=True, text=True, timeout=DEMO_S + 120,
-        env={**os.environ, "DYADSYNC_STORE": str(directory / "store.sqlite3")},
-    )  # fmt: skip
-    assert demo.returncode == 0, demo.stderr
-    (demo_file,) = directory.glob("demo_*.xdf")
+    demo_file = demo_recording.path
     real_file = write_dyad_recording(
         directory / "real.xdf",
         {role: real_person(name, duration_s=120.0) for role, name in REAL_PEOPLE.items()},

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,13 @@ from server.recorder import SYNC_CHANNELS, sync_row
 from server.rooms import assemble_session
 from server.service import ServiceConfig
 from streamer.player import open_replay
+from tests.integration.conftest import DEMO_RECORDING_S, DemoRecording
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
 RAW = ("therapist-ecg", "therapist-eda", "client-ecg", "client-eda")
 RATE_HZ = {"ecg": 256.0, "eda": 32.0}
-# Long enough for estimates (35 s) and the surrogate null (about 85 s) to appear.
-DEMO_S = 110.0
 
 
 @dataclass(frozen=True)
@@ -59,21 +57,15 @@ def _demo(directory: Path, store: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
-    directory = tmp_path_factory.mktemp("recordings")
-    store = directory / "store.sqlite3"
-    demo = _demo(directory, store, "--duration", str(DEMO_S))
-    out, err = demo.communicate(timeout=DEMO_S + 120)
-    assert demo.returncode == 0, err
+def recorded(demo_recording: DemoRecording) -> Recorded:
+    out = demo_recording.stdout
     received = {
         row[0]: int(row[1])
         for row in (line.split() for line in out.splitlines())
         if row and row[0] in RAW
     }
-    files = sorted(directory.glob("demo_*.xdf"))
-    assert len(files) == 1, (out, err)
-    assert f"Recording: {files[0]}" in out
-    yield Recorded(path=files[0], store=store, summary=received)
+    assert f"Recording: {demo_recording.path}" in out
+    return Recorded(path=demo_recording.path, store=demo_recording.store, summary=received)
 
 
 def _load(path: Path, **options: Any) -> dict[str, dict[str, Any]]:
@@ -177,7 +169,7 @@ def test_the_session_store_lists_the_recording_with_its_checksum(recorded: Recor
     row = sessions[0]
     assert row["room"] == "demo" and row["file_path"] == str(recorded.path.resolve())
     assert row["file_sha256"] == hashlib.sha256(recorded.path.read_bytes()).hexdigest()
-    assert row["duration_s"] == pytest.approx(DEMO_S, abs=15)
+    assert row["duration_s"] == pytest.approx(DEMO_RECORDING_S, abs=15)
     table = subprocess.run([DYADSYNC, "sessions"], capture_output=True, text=True, env=env)
     assert row["session_id"] in table.stdout and table.returncode == 0
     assert row["coregulation"]["hr"]["entries"] >= 0  # the summary was stored at the end
