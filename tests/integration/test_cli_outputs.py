@@ -29,7 +29,7 @@ __all__ = ["mosquitto_fixture"]  # the fixture, used by name below
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
 DYADSYNC = str(Path(sys.executable).with_name("dyadsync"))
-LISTEN_S = 20.0
+LISTEN_S = 12.0
 
 
 def _hr_pairs(messages: list[dict[str, object]]) -> dict[float, float]:
