@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ from streamer.xdf_writer import XdfWriter
 pytestmark = pytest.mark.integration
 
 RATE_HZ = 256
-RAW = {"synchronize_clocks": False, "dejitter_timestamps": False}
+RAW: dict[str, Any] = {"synchronize_clocks": False, "dejitter_timestamps": False}
 
 
 def _child(path: Path, reports: TextIO) -> None:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), NEEDS_MULTICAST
 
 RECORD_S = 4.0
 # Compare stamps as recorded: clock offsets applied (both files), no jitter removal.
-READ = {"synchronize_clocks": True, "dejitter_timestamps": False}
+READ: dict[str, Any] = {"synchronize_clocks": True, "dejitter_timestamps": False}
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from streamer.xdf_read import load_recording
 from streamer.xdf_repair import repair_file, repaired_path
 from streamer.xdf_writer import XdfWriter, recording_path
 
-RAW = {"synchronize_clocks": False, "dejitter_timestamps": False}
+RAW: dict[str, Any] = {"synchronize_clocks": False, "dejitter_timestamps": False}
 
 
 def _by_name(recording: Any) -> dict[str, dict[str, Any]]:
