@@ -23,7 +23,6 @@ import sys
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ import pylsl
 
 from dsp.exceptions import ConfigError
 from server.catalogue import RecordingOptions
+from server.closing import ClosedOnExit
 from server.errors import ServeError
 from server.exposure import is_unspecified
 from server.outputs import OutputOptions, RunningOutputs
@@ -80,7 +80,7 @@ class ServeOptions:
         )
 
 
-class BoundPorts:
+class BoundPorts(ClosedOnExit):
     """The websocket and dashboard sockets, bound and listening but not yet served.
 
     Close them (or use the object as a context manager) if the session does not start;
@@ -97,17 +97,6 @@ class BoundPorts:
         """Stop listening (idempotent; harmless after the servers closed them)."""
         self.websocket.close()
         self.dashboard.close()
-
-    def __enter__(self) -> BoundPorts:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def bind_ports(options: ServeOptions) -> BoundPorts:

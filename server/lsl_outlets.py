@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 import numpy as np
@@ -34,6 +33,7 @@ import pylsl
 from dsp.pipeline import SOURCE_OF, Derived, PipelineConfig
 from dsp.synchrony import LAG_CONVENTION
 from dsp.types import Role
+from server.closing import ClosedOnExit
 from server.hub import ConsumerQueue, Hub, Published
 from server.protocol import PROTOCOL_VERSION
 from server.recorder import LEADER_CODES, STATE_CODES, SYNC_CHANNELS, sync_row
@@ -142,7 +142,7 @@ class _Outlet:
         self._lsl = None
 
 
-class DerivedOutlets:
+class DerivedOutlets(ClosedOnExit):
     """Publishes a session's derived results as LSL outlets.
 
     Built before the session runs (the outlets exist from then on). Run :meth:`run` as a
@@ -248,17 +248,6 @@ class DerivedOutlets:
     def _close_outlets(self) -> None:
         for outlet in self._outlets.values():
             outlet.close()
-
-    def __enter__(self) -> DerivedOutlets:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _Headers:

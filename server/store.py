@@ -36,10 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Literal, cast
 
 from dsp.exceptions import ConfigError, DyadsyncError
+from server.closing import ClosedOnExit
 from streamer.errors import RecordingError
 
 __all__ = [
@@ -521,7 +521,7 @@ def _comment_row(row: sqlite3.Row) -> CommentRow:
     )
 
 
-class SessionStore:
+class SessionStore(ClosedOnExit):
     """The session catalogue in one SQLite file. Use as a context manager (or call
     :meth:`close`).
 
@@ -581,17 +581,6 @@ class SessionStore:
         self._conn = conn
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> SessionStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
