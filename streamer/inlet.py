@@ -50,6 +50,9 @@ from streamer.devices import (
 from streamer.errors import StreamNotFoundError
 from streamer.session import SensorSource, SessionConfig
 
+# Spacing of samples retimed past their predecessor: far below any sensor's sample period.
+_MIN_STEP_S = 1e-6
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InletConfig:
@@ -490,6 +493,7 @@ class SensorInlet:
         "_counter",
         "_dejitter",
         "_last_arrival_s",
+        "_last_out",
         "_last_raw_s",
         "_meta",
         "_missing_reported",
@@ -504,6 +508,7 @@ class SensorInlet:
         "clock",
         "config",
         "device",
+        "retimed_samples",
         "role",
         "signal",
     )
@@ -526,7 +531,10 @@ class SensorInlet:
         self.config = config or InletConfig()
         self.clock = clock
         self.bad_samples = 0
+        # Samples moved forward to keep time strictly increasing (see _monotonic).
+        self.retimed_samples = 0
         self._segment = 0
+        self._last_out: tuple[int, float] | None = None
         self._meta: StreamMeta | None = None
         self._channel = 0
         self._counter: int | None = None
@@ -748,12 +756,28 @@ class SensorInlet:
                 self._new_segment(events, f"timestamps jumped by {step_s:+.1f} s")
             self._emit(stamps[start:stop], data[start:stop])
 
+    def _monotonic(self, times_s: FloatArray) -> FloatArray:
+        """``times_s`` made to follow the segment's previous output strictly.
+
+        The offset is added after dejittering, so a small backward step of its median
+        (a few ms) can place a chunk's first samples before the previous chunk's last;
+        the DSP rejects that. Those samples are moved just past the previous one
+        (``_MIN_STEP_S`` apart), an error no larger than the offset's step, rather than
+        ending the stream or starting a new segment at every offset update."""
+        last = self._last_out
+        if last is not None and last[0] == self._segment and times_s[0] <= last[1]:
+            floor_s = last[1] + _MIN_STEP_S * np.arange(1, times_s.shape[0] + 1)
+            times_s = np.maximum(times_s, floor_s)
+            self.retimed_samples += int(np.count_nonzero(times_s == floor_s))
+        self._last_out = (self._segment, float(times_s[-1]))
+        return times_s
+
     def _count_bad(self, count: int) -> None:
         self.bad_samples += count
         self._bad_pending += count
 
     def _emit(self, raw_s: FloatArray, data: FloatArray) -> None:
-        times_s = self._dejitter.push(raw_s) + self._offsets.offset_s
+        times_s = self._monotonic(self._dejitter.push(raw_s) + self._offsets.offset_s)
         values = self.device.convert(self.signal, data[:, self._channel])
         bad = ~np.isfinite(values)
         if bad.any():
