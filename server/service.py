@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from dsp.counters import SampleCounterCheck
+from dsp.exceptions import SignalError
 from dsp.pipeline import Derived, DyadPipeline, PipelineOutput
 from dsp.synchrony import LAG_CONVENTION
 from dsp.types import Frame, GridSamples, Role, SignalKind, StatusEvent, StatusKind
@@ -274,7 +275,19 @@ class SessionService:
         if frame.counters is not None:
             # Segment-aware: a restarted source's counter starting again is no duplicate.
             stats.counter.push(frame.counters, segment=frame.segment)
-        self._publish(self._pipeline.push(frame))
+        try:
+            out = self._pipeline.push(frame)
+        except SignalError as exc:
+            # One bad frame must not end the session: the other streams go on, and this
+            # stream goes on with its next frame. The error names times, never values.
+            stamps = frame.timestamps_s[np.isfinite(frame.timestamps_s)]
+            t_s = float(stamps[-1]) if stamps.size else self._messages.now()
+            detail = f"{frame.timestamps_s.size} samples dropped: {exc}"
+            self._on_status(
+                StatusEvent(frame.role, frame.signal, StatusKind.BAD_SAMPLES, t_s, detail)
+            )
+            return
+        self._publish(out)
 
     def _record_raw(self) -> None:
         recorder = self._recorder
